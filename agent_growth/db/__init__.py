@@ -1,0 +1,1 @@
+"""Database access: the tables, the engine and session handling."""

@@ -1,0 +1,102 @@
+"""Every setting of Agent Growth, read from `AGENT_GROWTH_*` environment variables.
+
+The defaults suit a developer's machine, where PostgreSQL and Redis listen on 127.0.0.1. Outside
+`environment=development` the settings refuse the defaults that would be unsafe in a cluster: a
+missing API key, or webhooks allowed to reach private addresses.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_API_KEY = "dev-key"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENT_GROWTH_", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    """`production` refuses the development API key and private webhook targets."""
+
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/agent_growth"
+    """SQLAlchemy URL of the PostgreSQL database, with the psycopg 3 driver."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis that carries the queue and the cancellation signals."""
+
+    redis_prefix: str = "agent"
+    """First part of every Redis key, so that two installations can share one Redis."""
+
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=lambda: [DEV_API_KEY])
+    """Comma-separated keys accepted in the `X-API-Key` header."""
+
+    webhook_secret: SecretStr | None = None
+    """When set, webhook bodies are signed with HMAC-SHA256 in `X-Agent-Growth-Signature`."""
+
+    webhook_allow_private: bool = False
+    """Let webhooks reach loopback and private addresses (local demos and tests only)."""
+
+    webhook_timeout_s: float = 10.0
+    """Time one webhook attempt may take, connecting included."""
+
+    webhook_max_attempts: int = Field(default=3, ge=1, le=10)
+    """Attempts per webhook event before it is given up."""
+
+    lease_ttl_s: float = Field(default=5.0, gt=0)
+    """A running task whose worker has not heartbeaten for this long is taken again."""
+
+    heartbeat_interval_s: float = Field(default=0.5, gt=0)
+    """How often a worker renews its leases and checks for cancellation."""
+
+    max_attempts: int = Field(default=3, ge=1)
+    """A task whose workers died this many times fails instead of being taken again."""
+
+    reconcile_interval_s: float = Field(default=2.0, gt=0)
+    """How often workers re-queue lost tasks and reclaim expired leases."""
+
+    worker_step_delay_s: float = Field(default=0.0, ge=0)
+    """Pause after each stage of a refresh; lets demos and tests watch a running task."""
+
+    kubernetes: bool = False
+    """Cluster mode: the API creates CoverageRefresh resources instead of queueing itself."""
+
+    kubernetes_namespace: str = "default"
+    """Namespace of the CoverageRefresh resources the API creates."""
+
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("kubernetes", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        if isinstance(value, str) and value.lower() in {"on", "off"}:
+            return value.lower() == "on"
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        if not self.api_keys or DEV_API_KEY in self.api_keys:
+            raise ValueError(
+                "AGENT_GROWTH_API_KEYS must list real keys in production, not the development key"
+            )
+        if self.webhook_allow_private:
+            raise ValueError("AGENT_GROWTH_WEBHOOK_ALLOW_PRIVATE must be false in production")
+        return self
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Webhook events for finished tasks: the outbox, delivery with retries, signing, URL guard."""
