@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     """How often workers re-queue lost tasks and reclaim expired leases."""
 
+    worker_drain_timeout_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM a worker lets running tasks finish this long, then hands the rest back."""
+
     worker_step_delay_s: float = Field(default=0.0, ge=0)
     """Pause after each stage of a refresh; lets demos and tests watch a running task."""
 

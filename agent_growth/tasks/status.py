@@ -1,0 +1,90 @@
+"""What a client sees of a task: its row, its place in the queue, and when it should finish.
+
+ETAs come from recent durations: a pending task waits for the tasks ahead of it to pass through
+the workers' slots, then runs for a typical duration; a running task is projected from the pace
+its worker reports. With no completed task yet there is no basis, and the ETA is null.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agent_growth.db.models import BackgroundTask
+from agent_growth.tasks import queue
+
+logger = logging.getLogger(__name__)
+
+# How many recent completions the typical duration is averaged over.
+RECENT_COMPLETIONS = 50
+
+PUBLIC_FIELDS = (
+    "task_id",
+    "agent_id",
+    "task_type",
+    "status",
+    "priority",
+    "timeout_seconds",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "result",
+    "error",
+    "webhook_url",
+    "webhook_retry_count",
+    "cancellation_requested",
+    "progress_percentage",
+    "estimated_completion_at",
+    "attempts",
+)
+
+
+async def recent_duration_s(session: AsyncSession) -> float | None:
+    recent = (
+        select((BackgroundTask.completed_at - BackgroundTask.started_at).label("took"))
+        .where(BackgroundTask.status == "completed")
+        .order_by(BackgroundTask.completed_at.desc())
+        .limit(RECENT_COMPLETIONS)
+        .subquery()
+    )
+    average = await session.scalar(select(func.avg(func.extract("epoch", recent.c.took))))
+    return float(average) if average is not None else None
+
+
+def task_fields(task: BackgroundTask) -> dict[str, Any]:
+    return {name: getattr(task, name) for name in PUBLIC_FIELDS}
+
+
+async def task_status(
+    session: AsyncSession, redis: aioredis.Redis, task: BackgroundTask
+) -> dict[str, Any]:
+    """Every public field of the task, plus `queue_position` and a current ETA."""
+    fields = task_fields(task)
+    fields["queue_position"] = None
+    if task.status == "pending":
+        try:
+            position = await queue.position(redis, task_id=task.task_id, priority=task.priority)
+            capacity = await queue.worker_capacity(redis)
+        except (RedisError, OSError) as exc:
+            logger.warning("queue position of task %s unknown: %s", task.task_id, exc)
+            return fields
+        fields["queue_position"] = position
+        typical_s = await recent_duration_s(session)
+        if position is not None and typical_s is not None:
+            rounds = math.ceil(position / max(capacity, 1))
+            now = dt.datetime.now(dt.UTC)
+            fields["estimated_completion_at"] = now + dt.timedelta(seconds=rounds * typical_s)
+    elif task.status == "running" and task.estimated_completion_at is None:
+        typical_s = await recent_duration_s(session)
+        if typical_s is not None and task.started_at is not None:
+            fields["estimated_completion_at"] = max(
+                task.started_at + dt.timedelta(seconds=typical_s), dt.datetime.now(dt.UTC)
+            )
+    return fields

@@ -1,0 +1,305 @@
+"""The worker process: takes tasks from the queue and runs them under a lease and a deadline.
+
+One process runs up to `concurrency` refreshes at once as asyncio tasks, beside a few loops:
+a heartbeat that renews its leases and notices cancellation requests in PostgreSQL, a listener
+for the Redis cancellation signal (the fast path), a reconciler that reclaims lapsed leases and
+re-queues what Redis lost, and webhook delivery, which never takes a task slot.
+
+On SIGTERM the worker takes no new work, lets running tasks finish for `worker_drain_timeout_s`,
+then hands the rest back to the queue without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from agent_growth import logs, metrics
+from agent_growth.db import engine
+from agent_growth.db.models import BackgroundTask
+from agent_growth.errors import QueueUnavailable
+from agent_growth.settings import get_settings
+from agent_growth.tasks import events, lifecycle, queue
+from agent_growth.webhooks import delivery
+from agent_growth.worker import health, refresh
+
+logger = logging.getLogger(__name__)
+
+StopReason = Literal["cancel", "lost", "hand_back"]
+
+# How long an idle worker blocks on the wake-up list before looking at the queue again.
+IDLE_WAIT_S = 1.0
+
+# How often a worker tells the others (and the ETA estimate) that it is alive.
+ANNOUNCE_INTERVAL_S = 5.0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class Worker:
+    def __init__(self, *, concurrency: int = 2, worker_id: str | None = None) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self.worker_id = worker_id or default_worker_id()
+        self.settings = get_settings()
+        self.stopping = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._stop_reasons: dict[str, StopReason] = {}
+        self._finishing: set[str] = set()
+        self._redis: aioredis.Redis = queue.connect()
+        self.liveness = health.Liveness(interval_s=self.settings.heartbeat_interval_s)
+
+    def request_stop(self) -> None:
+        if not self.stopping.is_set():
+            logger.info("worker %s stopping: no new work will be taken", self.worker_id)
+        self.stopping.set()
+
+    @property
+    def running_task_ids(self) -> list[str]:
+        return list(self._running)
+
+    async def run(self) -> None:
+        """Work until `request_stop` (or SIGTERM/SIGINT), then drain and return."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self.request_stop)
+
+        logger.info("worker %s started with %d slots", self.worker_id, self.concurrency)
+        helpers = [
+            asyncio.create_task(self._every(self.settings.heartbeat_interval_s, self._heartbeat)),
+            asyncio.create_task(self._every(self.settings.reconcile_interval_s, self._reconcile)),
+            asyncio.create_task(self._every(ANNOUNCE_INTERVAL_S, self._announce)),
+            asyncio.create_task(self._listen_for_cancellations()),
+            asyncio.create_task(delivery.run_delivery_loop(stop=self.stopping)),
+        ]
+        try:
+            await self._take_work()
+            await self._drain()
+        finally:
+            self.stopping.set()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            with contextlib.suppress(RedisError, OSError):
+                await queue.retire_worker(
+                    self._redis, worker_id=self.worker_id, slots=self.concurrency
+                )
+            await self._redis.aclose()
+            logger.info("worker %s stopped", self.worker_id)
+
+    async def _take_work(self) -> None:
+        while not self.stopping.is_set():
+            if len(self._running) >= self.concurrency:
+                await self._wait_for_free_slot()
+                continue
+            try:
+                task = await self._next_task()
+            except (RedisError, OSError, SQLAlchemyError, QueueUnavailable) as exc:
+                logger.warning("worker %s cannot take work: %s; retrying", self.worker_id, exc)
+                await self._sleep_unless_stopping(1.0)
+                continue
+            if task is None:
+                continue
+            self._running[task.task_id] = asyncio.create_task(self._execute(task))
+
+    async def _next_task(self) -> BackgroundTask | None:
+        popped = await queue.pop(self._redis)
+        if popped is None:
+            await queue.wait_for_work(self._redis, timeout_s=IDLE_WAIT_S)
+            return None
+        task_id, priority, score = popped
+        try:
+            async with engine.session_factory()() as session:
+                task = await lifecycle.claim(session, task_id=task_id, worker_id=self.worker_id)
+        except SQLAlchemyError:
+            # Undecided: PostgreSQL did not answer. Keep the task's place for the next pop.
+            await queue.put_back(self._redis, task_id=task_id, priority=priority, score=score)
+            raise
+        if task is None:
+            logger.debug("task %s popped but no longer pending; dropped", task_id)
+            return None
+        logger.info("task %s started by %s (attempt %d)", task_id, self.worker_id, task.attempts)
+        await events.publish(self._redis, events.TaskEvent(task_id, "running", 0))
+        return task
+
+    async def _execute(self, task: BackgroundTask) -> None:
+        task_id = task.task_id
+        logs.current_task_id.set(task_id)
+        claimed_at = time.monotonic()
+        metrics.TASKS_RUNNING.inc()
+        try:
+            status, result, error, history = "completed", None, None, None
+            try:
+                async with asyncio.timeout(task.timeout_seconds):
+                    result, history = await refresh.run(
+                        task, progress=lambda percent: self._report(task_id, percent)
+                    )
+            except TimeoutError:
+                status = "timeout"
+                error = f"exceeded its deadline of {task.timeout_seconds} s"
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                await self._stopped(task_id, self._stop_reasons.pop(task_id, "lost"))
+                return
+            except Exception as exc:
+                logger.exception("task %s failed", task_id)
+                status, error = "failed", f"{type(exc).__name__}: {exc}"
+
+            self._finishing.add(task_id)
+            async with engine.session_factory()() as session:
+                finished = await lifecycle.finish(
+                    session,
+                    self._redis,
+                    task_id=task_id,
+                    worker_id=self.worker_id,
+                    status=status,
+                    result=result,
+                    error=error,
+                    history=history,
+                )
+            if finished is not None:
+                metrics.TASKS_FINISHED.labels(status).inc()
+                metrics.TASK_DURATION.observe(time.monotonic() - claimed_at)
+        except (SQLAlchemyError, RedisError, OSError) as exc:
+            # The lease lapses and another worker takes the task again.
+            logger.warning("task %s could not be recorded: %s", task_id, exc)
+        finally:
+            metrics.TASKS_RUNNING.dec()
+            self._running.pop(task_id, None)
+            self._finishing.discard(task_id)
+            self._stop_reasons.pop(task_id, None)
+
+    async def _stopped(self, task_id: str, reason: StopReason) -> None:
+        async with engine.session_factory()() as session:
+            if reason == "cancel":
+                metrics.TASKS_FINISHED.labels("cancelled").inc()
+                await lifecycle.finish(
+                    session,
+                    self._redis,
+                    task_id=task_id,
+                    worker_id=self.worker_id,
+                    status="cancelled",
+                    error="cancelled while running",
+                )
+            elif reason == "hand_back":
+                await lifecycle.hand_back(
+                    session, self._redis, task_id=task_id, worker_id=self.worker_id
+                )
+            else:
+                logger.warning("task %s stopped: %s lost its lease", task_id, self.worker_id)
+
+    async def _report(self, task_id: str, percent: int) -> None:
+        async with engine.session_factory()() as session:
+            await lifecycle.report_progress(
+                session, self._redis, task_id=task_id, worker_id=self.worker_id, progress=percent
+            )
+
+    def _stop_task(self, task_id: str, reason: StopReason) -> None:
+        running = self._running.get(task_id)
+        if running is None or task_id in self._finishing or task_id in self._stop_reasons:
+            return
+        self._stop_reasons[task_id] = reason
+        running.cancel()
+
+    async def _heartbeat(self) -> None:
+        self.liveness.tick()
+        if not self._running:
+            return
+        async with engine.session_factory()() as session:
+            held = await lifecycle.heartbeat(session, worker_id=self.worker_id)
+        for task_id in list(self._running):
+            if task_id not in held:
+                self._stop_task(task_id, "lost")
+            elif held[task_id]:
+                self._stop_task(task_id, "cancel")
+
+    async def _reconcile(self) -> None:
+        async with engine.session_factory()() as session:
+            await lifecycle.reap_expired(session, self._redis)
+            if await queue.try_reconcile_lock(
+                self._redis, owner=self.worker_id, ttl_s=self.settings.reconcile_interval_s
+            ):
+                await lifecycle.requeue_lost(session, self._redis)
+
+    async def _announce(self) -> None:
+        await queue.announce_worker(self._redis, worker_id=self.worker_id, slots=self.concurrency)
+
+    async def _listen_for_cancellations(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                async for task_id in events.cancellations(self._redis):
+                    if task_id in self._running:
+                        logger.info("task %s: cancellation signal received", task_id)
+                        self._stop_task(task_id, "cancel")
+            except (RedisError, OSError) as exc:
+                # The heartbeat still sees cancellations in PostgreSQL meanwhile.
+                logger.warning("cancellation signals unavailable: %s", exc)
+                await self._sleep_unless_stopping(1.0)
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        logger.info(
+            "worker %s draining %d tasks for up to %.0f s",
+            self.worker_id,
+            len(self._running),
+            self.settings.worker_drain_timeout_s,
+        )
+        await asyncio.wait(
+            list(self._running.values()), timeout=self.settings.worker_drain_timeout_s
+        )
+        for task_id in list(self._running):
+            self._stop_task(task_id, "hand_back")
+        if self._running:
+            await asyncio.wait(list(self._running.values()))
+
+    async def _wait_for_free_slot(self) -> None:
+        stop = asyncio.create_task(self.stopping.wait())
+        await asyncio.wait([stop, *self._running.values()], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+
+    async def _every(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await step()
+            except (SQLAlchemyError, RedisError, OSError, QueueUnavailable) as exc:
+                logger.warning("%s failed: %s; will retry", step.__name__.lstrip("_"), exc)
+            await asyncio.sleep(interval_s)
+
+
+async def run_worker(*, concurrency: int, metrics_port: int = 0) -> None:
+    """The `agent-growth worker` process: the worker, and its metrics and liveness endpoint."""
+    worker = Worker(concurrency=concurrency)
+    endpoint = None
+    if metrics_port:
+        endpoint = health.server(worker.liveness, port=metrics_port)
+        serving = asyncio.create_task(endpoint.serve())
+    try:
+        await worker.run()
+    finally:
+        if endpoint is not None:
+            endpoint.should_exit = True
+            await serving
+        await engine.dispose()
