@@ -260,11 +260,10 @@ async def report_progress(
     progress: int,
 ) -> bool:
     """Record progress and a fresh ETA from the pace so far; False when the lease was lost."""
-    elapsed = func.now() - BackgroundTask.started_at
-    eta = case(
-        (progress > 0, BackgroundTask.started_at + elapsed * (100.0 / max(progress, 1))),
-        else_=None,
-    )
+    eta = None
+    if progress > 0:
+        elapsed_s = func.extract("epoch", func.now() - BackgroundTask.started_at)
+        eta = BackgroundTask.started_at + _seconds(elapsed_s * (100.0 / progress))
     statement = (
         update(BackgroundTask)
         .where(

@@ -1,0 +1,3 @@
+from agent_growth.cli import main
+
+main()
