@@ -103,7 +103,7 @@ def corpus_load(
     from agent_growth import corpus
 
     report = corpus.load_corpus(directory, fraction=fraction, taxonomy_version=taxonomy_version)
-    typer.echo(str(report))
+    typer.echo(report.summary())
 
 
 @app.command()

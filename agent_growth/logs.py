@@ -44,3 +44,5 @@ def configure(*, log_format: str = "text", level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Per-request access lines come from our own middleware; uvicorn's would double them.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # httpx logs every request at INFO; for webhooks and the demo's client that is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

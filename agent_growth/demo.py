@@ -1,0 +1,332 @@
+"""`agent-growth demo`: the whole job on the bundled Wikispeedia corpus, in about a minute.
+
+It plays both sides on one machine: the operator of an installation (a fresh database, the API
+and two worker processes) and a client of the REST API (agents, refreshes, a webhook receiver,
+a cancellation). The corpus is loaded in two stages, half the documents and then the rest, so
+each agent's coverage history shows growth.
+
+The demo works in its own PostgreSQL database (`agent_growth_demo`) and Redis database (1),
+which it empties first, and stops every process it started, even when interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psycopg
+import redis
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from agent_growth import corpus
+from agent_growth.db import engine, migrate
+from agent_growth.settings import get_settings
+from agent_growth.webhooks import signing
+
+BUNDLED_CORPUS = Path(__file__).resolve().parents[1] / "data" / "wikispeedia"
+DEMO_DATABASE = "agent_growth_demo"
+DEMO_REDIS_DB = 1
+API_KEY = "demo-key"
+WEBHOOK_SECRET = "demo-webhook-secret"
+
+# Pause between a refresh's stages, so that progress can be watched; real refreshes on this
+# corpus take well under a second.
+STEP_DELAY_S = 0.4
+
+FINISHED = {"completed", "failed", "cancelled", "timeout"}
+
+# Three agents, one of them with a scope of 50 or more nodes.
+AGENTS = [
+    {
+        "name": "Science tutor",
+        "taxonomy_node_keys": ["Science", "Mathematics", "IT"],
+        "scope_description": "Natural sciences, mathematics and computing",
+        "target_docs_per_node": 20,
+    },
+    {
+        "name": "World explorer",
+        "taxonomy_node_keys": ["Geography", "History", "Countries", "People"],
+        "scope_description": "Places, peoples and the past",
+        "target_docs_per_node": 15,
+    },
+    {
+        "name": "Culture guide",
+        "taxonomy_node_keys": ["Art", "Music", "Language_and_literature", "Religion"],
+        "scope_description": "Arts, music, literature and religion",
+        "target_docs_per_node": 25,
+    },
+]
+
+console = Console()
+
+
+@dataclass
+class WebhookInbox:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    verified: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@contextlib.contextmanager
+def webhook_receiver(inbox: WebhookInbox) -> Iterator[str]:
+    """A local HTTP endpoint that checks each webhook's signature and keeps its event."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            valid = signing.verify_signature(
+                WEBHOOK_SECRET, self.headers.get("X-Agent-Growth-Signature"), body
+            )
+            with inbox.lock:
+                inbox.events.append(json.loads(body))
+                inbox.verified += int(valid)
+            self.send_response(200 if valid else 401)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/coverage"
+    finally:
+        server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def demo_environment() -> dict[str, str]:
+    settings = get_settings()
+    database_url = make_url(settings.database_url).set(database=DEMO_DATABASE)
+    redis_url = urlsplit(settings.redis_url)._replace(path=f"/{DEMO_REDIS_DB}").geturl()
+    return {
+        "AGENT_GROWTH_DATABASE_URL": database_url.render_as_string(hide_password=False),
+        "AGENT_GROWTH_REDIS_URL": redis_url,
+        "AGENT_GROWTH_API_KEYS": API_KEY,
+        "AGENT_GROWTH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "AGENT_GROWTH_WEBHOOK_ALLOW_PRIVATE": "true",
+        "AGENT_GROWTH_WORKER_STEP_DELAY_S": str(STEP_DELAY_S),
+        "AGENT_GROWTH_LOG_LEVEL": "WARNING",
+    }
+
+
+def fresh_state(env: dict[str, str]) -> None:
+    """Drop and recreate the demo database and empty the demo Redis database."""
+    url = make_url(env["AGENT_GROWTH_DATABASE_URL"])
+    maintenance = engine.psycopg_dsn(url.set(database="postgres").render_as_string(False))
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
+    redis.Redis.from_url(env["AGENT_GROWTH_REDIS_URL"]).flushdb()
+    migrate.upgrade(env["AGENT_GROWTH_DATABASE_URL"])
+
+
+@contextlib.contextmanager
+def services(env: dict[str, str], *, port: int) -> Iterator[None]:
+    """The API and two workers as child processes, stopped (SIGTERM, then SIGKILL) on exit."""
+    child_env = {**os.environ, **env}
+    command = [sys.executable, "-m", "agent_growth"]
+    processes = [
+        subprocess.Popen([*command, "api", "--port", str(port)], env=child_env),
+        subprocess.Popen([*command, "worker", "--concurrency", "1"], env=child_env),
+        subprocess.Popen([*command, "worker", "--concurrency", "1"], env=child_env),
+    ]
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until_ready(client: httpx.Client) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if client.get("/readyz").status_code == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit("the API did not become ready within 30 s")
+
+
+def load_stage(data_dir: Path, *, fraction: float, env: dict[str, str], title: str) -> None:
+    console.rule(title)
+    report = corpus.load_corpus(
+        data_dir, database_url=env["AGENT_GROWTH_DATABASE_URL"], fraction=fraction
+    )
+    console.print(report.summary())
+
+
+def create_agents(client: httpx.Client) -> list[dict[str, Any]]:
+    console.rule("Agents")
+    agents = []
+    for spec in AGENTS:
+        response = client.post("/api/v1/agents", json=spec)
+        response.raise_for_status()
+        agent = response.json()
+        agents.append(agent)
+        console.print(
+            f"{agent['name']}: {len(agent['taxonomy_node_ids'])} named nodes"
+            f" ({', '.join(spec['taxonomy_node_keys'])}), target {spec['target_docs_per_node']}"
+            " documents per node"
+        )
+    return agents
+
+
+def submit(client: httpx.Client, agent: dict[str, Any], **body: Any) -> dict[str, Any]:
+    response = client.post(f"/api/v1/agents/{agent['id']}/coverage/refresh", json=body)
+    response.raise_for_status()
+    return response.json()
+
+
+def status_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
+    table = Table(expand=False)
+    for column in ("agent", "task", "priority", "status", "progress", "queue", "attempts"):
+        table.add_column(column)
+    for name, task in rows:
+        position = task.get("queue_position")
+        table.add_row(
+            name,
+            task["task_id"][-12:],
+            task["priority"],
+            task["status"],
+            f"{task['progress_percentage']:>3d} %",
+            str(position) if position else "",
+            str(task["attempts"]),
+        )
+    return table
+
+
+def watch(client: httpx.Client, tasks: list[tuple[str, dict[str, Any]]]) -> None:
+    """Poll every task's status and redraw a table until all have finished."""
+    with Live(status_table(tasks), console=console, refresh_per_second=8) as live:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tasks = [
+                (
+                    name,
+                    client.get(
+                        f"/api/v1/agents/{task['agent_id']}/coverage/status/{task['task_id']}"
+                    ).json(),
+                )
+                for name, task in tasks
+            ]
+            live.update(status_table(tasks))
+            if all(task["status"] in FINISHED for _, task in tasks):
+                return
+            time.sleep(0.15)
+    raise SystemExit("refreshes did not finish within 60 s")
+
+
+def refresh_all(
+    client: httpx.Client, agents: list[dict[str, Any]], *, webhook_url: str | None, title: str
+) -> None:
+    console.rule(title)
+    tasks = []
+    for index, agent in enumerate(agents):
+        body: dict[str, Any] = {"priority": "high" if index == 0 else "medium"}
+        if index == 0 and webhook_url:
+            body["webhook_url"] = webhook_url
+        tasks.append((agent["name"], submit(client, agent, **body)))
+
+    if webhook_url:
+        # One more, queued behind the others, then cancelled before any worker reaches it.
+        extra = submit(client, agents[-1], priority="low")
+        client.delete(f"/api/v1/agents/tasks/{extra['task_id']}").raise_for_status()
+        tasks.append((f"{agents[-1]['name']} (cancelled)", extra))
+    watch(client, tasks)
+
+
+def report(client: httpx.Client, agents: list[dict[str, Any]], inbox: WebhookInbox) -> None:
+    console.rule("Coverage")
+    for agent in agents:
+        coverage = client.get(f"/api/v1/agents/{agent['id']}/coverage").json()
+        history = client.get(f"/api/v1/agents/{agent['id']}/coverage/history").json()
+        console.print(
+            f"[bold]{agent['name']}[/bold]: {coverage['overall_coverage']:.2f} % over"
+            f" {len(coverage['node_coverage'])} nodes, {coverage['total_documents']} documents,"
+            f" {coverage['total_chunks']} chunks"
+        )
+        growth = " -> ".join(
+            f"{entry['overall_coverage']:.2f} %" for entry in reversed(history["history"])
+        )
+        console.print(f"  history ({history['total_entries']} refreshes): {growth}")
+        gaps = Table("gap", "documents", "target", "missing", "recommendation", expand=False)
+        for gap in coverage["gaps"][:5]:
+            gaps.add_row(
+                gap["node_key"],
+                str(gap["documents"]),
+                str(gap["target"]),
+                str(gap["missing_docs"]),
+                gap["recommendation"],
+            )
+        console.print(gaps)
+
+    console.rule("Webhooks")
+    with inbox.lock:
+        for event in inbox.events:
+            console.print(f"{event['status']:<10} task {event['task_id']} ({event['event_id']})")
+        console.print(f"{len(inbox.events)} received, {inbox.verified} with a valid signature")
+
+
+def main(*, data_dir: Path | None = None) -> None:
+    started = time.monotonic()
+    data_dir = data_dir or BUNDLED_CORPUS
+    env = demo_environment()
+    console.rule("Agent Growth demo")
+    console.print(
+        f"database {DEMO_DATABASE}, Redis db {DEMO_REDIS_DB}, corpus {data_dir}; refresh stages"
+        f" are slowed by {STEP_DELAY_S} s so their progress can be watched"
+    )
+    fresh_state(env)
+    load_stage(data_dir, fraction=0.5, env=env, title="Corpus, stage 1: half the documents")
+
+    port = free_port()
+    inbox = WebhookInbox()
+    with (
+        webhook_receiver(inbox) as webhook_url,
+        services(env, port=port),
+        httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": API_KEY}, timeout=10
+        ) as client,
+    ):
+        wait_until_ready(client)
+        agents = create_agents(client)
+        refresh_all(client, agents, webhook_url=webhook_url, title="Refresh after stage 1")
+
+        load_stage(data_dir, fraction=1.0, env=env, title="Corpus, stage 2: all documents")
+        refresh_all(client, agents, webhook_url=None, title="Refresh after stage 2")
+
+        deadline = time.monotonic() + 10
+        while len(inbox.events) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        report(client, agents, inbox)
+
+    console.rule(f"Done in {time.monotonic() - started:.0f} s; every process it started is stopped")
