@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -24,19 +21,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
-import psycopg
-import redis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
 from agent_growth import corpus
-from agent_growth.db import engine, migrate
-from agent_growth.settings import get_settings
+from agent_growth.local import LocalStack
 from agent_growth.webhooks import signing
 
 BUNDLED_CORPUS = Path(__file__).resolve().parents[1] / "data" / "wikispeedia"
@@ -57,19 +49,19 @@ AGENTS = [
         "name": "Science tutor",
         "taxonomy_node_keys": ["Science", "Mathematics", "IT"],
         "scope_description": "Natural sciences, mathematics and computing",
-        "target_docs_per_node": 20,
+        "target_docs_per_node": 40,
     },
     {
         "name": "World explorer",
         "taxonomy_node_keys": ["Geography", "History", "Countries", "People"],
         "scope_description": "Places, peoples and the past",
-        "target_docs_per_node": 15,
+        "target_docs_per_node": 40,
     },
     {
         "name": "Culture guide",
         "taxonomy_node_keys": ["Art", "Music", "Language_and_literature", "Religion"],
         "scope_description": "Arts, music, literature and religion",
-        "target_docs_per_node": 25,
+        "target_docs_per_node": 30,
     },
 ]
 
@@ -111,76 +103,9 @@ def webhook_receiver(inbox: WebhookInbox) -> Iterator[str]:
         server.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def demo_environment() -> dict[str, str]:
-    settings = get_settings()
-    database_url = make_url(settings.database_url).set(database=DEMO_DATABASE)
-    redis_url = urlsplit(settings.redis_url)._replace(path=f"/{DEMO_REDIS_DB}").geturl()
-    return {
-        "AGENT_GROWTH_DATABASE_URL": database_url.render_as_string(hide_password=False),
-        "AGENT_GROWTH_REDIS_URL": redis_url,
-        "AGENT_GROWTH_API_KEYS": API_KEY,
-        "AGENT_GROWTH_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "AGENT_GROWTH_WEBHOOK_ALLOW_PRIVATE": "true",
-        "AGENT_GROWTH_WORKER_STEP_DELAY_S": str(STEP_DELAY_S),
-        "AGENT_GROWTH_LOG_LEVEL": "WARNING",
-    }
-
-
-def fresh_state(env: dict[str, str]) -> None:
-    """Drop and recreate the demo database and empty the demo Redis database."""
-    url = make_url(env["AGENT_GROWTH_DATABASE_URL"])
-    maintenance = engine.psycopg_dsn(url.set(database="postgres").render_as_string(False))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-    redis.Redis.from_url(env["AGENT_GROWTH_REDIS_URL"]).flushdb()
-    migrate.upgrade(env["AGENT_GROWTH_DATABASE_URL"])
-
-
-@contextlib.contextmanager
-def services(env: dict[str, str], *, port: int) -> Iterator[None]:
-    """The API and two workers as child processes, stopped (SIGTERM, then SIGKILL) on exit."""
-    child_env = {**os.environ, **env}
-    command = [sys.executable, "-m", "agent_growth"]
-    processes = [
-        subprocess.Popen([*command, "api", "--port", str(port)], env=child_env),
-        subprocess.Popen([*command, "worker", "--concurrency", "1"], env=child_env),
-        subprocess.Popen([*command, "worker", "--concurrency", "1"], env=child_env),
-    ]
-    try:
-        yield
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def wait_until_ready(client: httpx.Client) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if client.get("/readyz").status_code == 200:
-                return
-        time.sleep(0.2)
-    raise SystemExit("the API did not become ready within 30 s")
-
-
-def load_stage(data_dir: Path, *, fraction: float, env: dict[str, str], title: str) -> None:
+def load_stage(data_dir: Path, *, fraction: float, stack: LocalStack, title: str) -> None:
     console.rule(title)
-    report = corpus.load_corpus(
-        data_dir, database_url=env["AGENT_GROWTH_DATABASE_URL"], fraction=fraction
-    )
+    report = corpus.load_corpus(data_dir, database_url=stack.database_url, fraction=fraction)
     console.print(report.summary())
 
 
@@ -272,20 +197,20 @@ def report(client: httpx.Client, agents: list[dict[str, Any]], inbox: WebhookInb
         console.print(
             f"[bold]{agent['name']}[/bold]: {coverage['overall_coverage']:.2f} % over"
             f" {len(coverage['node_coverage'])} nodes, {coverage['total_documents']} documents,"
-            f" {coverage['total_chunks']} chunks"
+            f" {coverage['total_chunks']} chunks; {len(coverage['gaps'])} nodes below half"
+            " their target"
         )
         growth = " -> ".join(
             f"{entry['overall_coverage']:.2f} %" for entry in reversed(history["history"])
         )
         console.print(f"  history ({history['total_entries']} refreshes): {growth}")
-        gaps = Table("gap", "documents", "target", "missing", "recommendation", expand=False)
+        if not coverage["gaps"]:
+            console.print("  no node is below half its target")
+            continue
+        gaps = Table("largest gaps", "documents", "target", "missing", expand=False)
         for gap in coverage["gaps"][:5]:
             gaps.add_row(
-                gap["node_key"],
-                str(gap["documents"]),
-                str(gap["target"]),
-                str(gap["missing_docs"]),
-                gap["recommendation"],
+                gap["path"], str(gap["documents"]), str(gap["target"]), str(gap["missing_docs"])
             )
         console.print(gaps)
 
@@ -299,33 +224,37 @@ def report(client: httpx.Client, agents: list[dict[str, Any]], inbox: WebhookInb
 def main(*, data_dir: Path | None = None) -> None:
     started = time.monotonic()
     data_dir = data_dir or BUNDLED_CORPUS
-    env = demo_environment()
+    # The demo's own output tells the story; library chatter (migrations, requests) would bury it.
+    logging.getLogger().setLevel(logging.WARNING)
+    stack = LocalStack(
+        database=DEMO_DATABASE,
+        redis_db=DEMO_REDIS_DB,
+        api_key=API_KEY,
+        extra_env={
+            "AGENT_GROWTH_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AGENT_GROWTH_WEBHOOK_ALLOW_PRIVATE": "true",
+            "AGENT_GROWTH_WORKER_STEP_DELAY_S": str(STEP_DELAY_S),
+            "AGENT_GROWTH_LOG_LEVEL": "WARNING",
+        },
+    )
     console.rule("Agent Growth demo")
     console.print(
         f"database {DEMO_DATABASE}, Redis db {DEMO_REDIS_DB}, corpus {data_dir}; refresh stages"
         f" are slowed by {STEP_DELAY_S} s so their progress can be watched"
     )
-    fresh_state(env)
-    load_stage(data_dir, fraction=0.5, env=env, title="Corpus, stage 1: half the documents")
+    stack.reset()
+    load_stage(data_dir, fraction=0.5, stack=stack, title="Corpus, stage 1: half the documents")
 
-    port = free_port()
     inbox = WebhookInbox()
-    with (
-        webhook_receiver(inbox) as webhook_url,
-        services(env, port=port),
-        httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": API_KEY}, timeout=10
-        ) as client,
-    ):
-        wait_until_ready(client)
+    with webhook_receiver(inbox) as webhook_url, stack.running(workers=2) as client:
         agents = create_agents(client)
         refresh_all(client, agents, webhook_url=webhook_url, title="Refresh after stage 1")
 
-        load_stage(data_dir, fraction=1.0, env=env, title="Corpus, stage 2: all documents")
+        load_stage(data_dir, fraction=1.0, stack=stack, title="Corpus, stage 2: all documents")
         refresh_all(client, agents, webhook_url=None, title="Refresh after stage 2")
 
         deadline = time.monotonic() + 10
-        while len(inbox.events) < 2 and time.monotonic() < deadline:
+        while not inbox.events and time.monotonic() < deadline:
             time.sleep(0.1)
         report(client, agents, inbox)
 
