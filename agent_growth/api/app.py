@@ -1,0 +1,62 @@
+"""The FastAPI application: resource routers under `/api/v1`, probes and metrics at the root.
+
+`create_app()` is a factory rather than a module-level app, so settings are read when the app
+is built (tests change the environment between apps) and importing this module has no effects.
+Serve it with `uvicorn agent_growth.api.app:create_app --factory`, or `agent-growth api`.
+
+One Redis client is opened per process in the lifespan and shared by every request; its
+connection pool is what makes that safe. The database engine is created on first use and
+disposed at shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+import agent_growth
+from agent_growth.api import deps, errors
+from agent_growth.api.routes import agents, coverage, health, metrics, tasks
+from agent_growth.api.schemas import Problem
+from agent_growth.db import engine as db_engine
+from agent_growth.tasks import queue
+
+logger = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    app.state.redis = queue.connect()
+    logger.info("API started")
+    try:
+        yield
+    finally:
+        await app.state.redis.aclose()
+        await db_engine.dispose()
+        logger.info("API stopped")
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="Agent Growth",
+        summary="Taxonomy coverage of knowledge agents, refreshed as background tasks.",
+        description="Every `/api/v1` route needs one of the accepted keys in `X-API-Key`.",
+        version=agent_growth.__version__,
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.add_middleware(metrics.RequestMetrics)
+
+    # `/agents/tasks...` before `/agents/{agent_id}`, which would otherwise take `tasks` as an id.
+    for resource in (tasks, agents, coverage):
+        app.include_router(
+            resource.router,
+            dependencies=[Depends(deps.require_api_key)],
+            responses={401: {"model": Problem, "description": "Missing or unknown API key"}},
+        )
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    return app

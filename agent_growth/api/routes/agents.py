@@ -1,0 +1,277 @@
+"""Agents: creating one over a set of taxonomy nodes, reading, listing and deleting them.
+
+The scope can be named by node ids or by node keys, since keys are what people read in the
+taxonomy, and ids are what other systems store. Either way it is resolved and checked against
+one taxonomy version before anything is written, and every unknown node is named in the 422.
+
+Deleting an agent first cancels its open tasks through the task lifecycle, so no worker keeps
+computing coverage for an agent that is gone; the rows then go by cascade. Known limit: webhook
+events of those cancellations go with them, so their receivers are not told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agent_growth import coverage
+from agent_growth.api import pagination
+from agent_growth.api.deps import RedisDep, SessionDep
+from agent_growth.api.routes import API_PREFIX
+from agent_growth.api.schemas import AgentCreate, AgentOut, AgentPage, Problem, Text, VersionName
+from agent_growth.db.models import Agent, BackgroundTask, CoverageTarget, TaxonomyNode
+from agent_growth.errors import AgentNotFound, InvalidInput, TaskAlreadyFinished, TaskNotFound
+from agent_growth.tasks import lifecycle
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(prefix=f"{API_PREFIX}/agents", tags=["agents"])
+
+CURSOR_KIND = "agents"
+
+# Enough to recognise the unknown nodes in an error message without echoing a thousand of them.
+MAX_NAMED_IN_ERROR = 20
+
+# The scope nodes among the ones a coverage target names, by key or by id.
+_TARGET_NODES_SQL = text(
+    """
+    WITH RECURSIVE scope(id) AS (
+        SELECT id FROM taxonomy_nodes
+        WHERE id = ANY(CAST(:node_ids AS uuid[])) AND version = :version
+        UNION
+        SELECT child.id FROM taxonomy_nodes child
+        JOIN scope ON child.parent_id = scope.id
+        WHERE child.version = :version
+    )
+    SELECT n.id, n.key FROM scope JOIN taxonomy_nodes n ON n.id = scope.id
+    WHERE n.key = ANY(CAST(:refs AS text[])) OR CAST(n.id AS text) = ANY(CAST(:refs AS text[]))
+    """
+)
+
+
+def _listed(values: list[str]) -> str:
+    shown = ", ".join(values[:MAX_NAMED_IN_ERROR])
+    more = len(values) - MAX_NAMED_IN_ERROR
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+async def _scope_node_ids(session: AsyncSession, body: AgentCreate) -> list[uuid.UUID]:
+    version = body.taxonomy_version
+    if body.taxonomy_node_ids is not None and body.taxonomy_node_keys is not None:
+        raise InvalidInput(
+            "taxonomy_node_keys", "give taxonomy_node_ids or taxonomy_node_keys, not both"
+        )
+
+    if body.taxonomy_node_ids is not None:
+        unknown_ids = await coverage.find_unknown_nodes(
+            session, version=version, node_ids=body.taxonomy_node_ids
+        )
+        if unknown_ids:
+            raise InvalidInput(
+                "taxonomy_node_ids",
+                f"no nodes with these ids in taxonomy version {version!r}: "
+                f"{_listed([str(node_id) for node_id in unknown_ids])}",
+            )
+        return list(dict.fromkeys(body.taxonomy_node_ids))
+
+    if body.taxonomy_node_keys is not None:
+        node_ids, unknown_keys = await coverage.node_ids_for_keys(
+            session, version=version, keys=body.taxonomy_node_keys
+        )
+        if unknown_keys:
+            raise InvalidInput(
+                "taxonomy_node_keys",
+                f"no nodes with these keys in taxonomy version {version!r}: "
+                f"{_listed(unknown_keys)}",
+            )
+        return node_ids
+
+    raise InvalidInput(
+        "taxonomy_node_ids", "give the agent's scope as taxonomy_node_ids or taxonomy_node_keys"
+    )
+
+
+async def _resolve_targets(
+    session: AsyncSession, *, body: AgentCreate, node_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, int]:
+    """Per-node targets by node id; every node must be in the agent's scope."""
+    if not body.coverage_targets:
+        return {}
+
+    def canonical(ref: str) -> str:
+        try:
+            return str(uuid.UUID(ref))
+        except ValueError:
+            return ref
+
+    refs = {canonical(ref): target for ref, target in body.coverage_targets.items()}
+    rows = await session.execute(
+        _TARGET_NODES_SQL,
+        {"node_ids": node_ids, "version": body.taxonomy_version, "refs": list(refs)},
+    )
+    targets: dict[uuid.UUID, int] = {}
+    matched: set[str] = set()
+    for node_id, key in rows:
+        for ref in (key, str(node_id)):
+            if ref not in refs:
+                continue
+            if node_id in targets and targets[node_id] != refs[ref]:
+                raise InvalidInput("coverage_targets", f"node {key} is given two different targets")
+            targets[node_id] = refs[ref]
+            matched.add(ref)
+
+    unmatched = [ref for ref in refs if ref not in matched]
+    if unmatched:
+        raise InvalidInput(
+            "coverage_targets",
+            f"these nodes are not in the agent's scope (the nodes it names and those below "
+            f"them, in taxonomy version {body.taxonomy_version!r}): {_listed(unmatched)}",
+        )
+    return targets
+
+
+async def _targets_by_agent(
+    session: AsyncSession, agent_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    rows = await session.execute(
+        select(CoverageTarget.agent_id, TaxonomyNode.key, CoverageTarget.target_docs)
+        .join(TaxonomyNode, TaxonomyNode.id == CoverageTarget.node_id)
+        .where(CoverageTarget.agent_id.in_(agent_ids))
+        .order_by(TaxonomyNode.key)
+    )
+    by_agent: dict[uuid.UUID, dict[str, int]] = {agent_id: {} for agent_id in agent_ids}
+    for agent_id, key, target in rows:
+        by_agent[agent_id][key] = target
+    return by_agent
+
+
+AGENT_COLUMNS = tuple(name for name in AgentOut.model_fields if name != "coverage_targets")
+
+
+def _agent_out(agent: Agent, targets: dict[str, int]) -> AgentOut:
+    return AgentOut.model_validate(
+        {
+            **{name: getattr(agent, name) for name in AGENT_COLUMNS},
+            "coverage_targets": targets,
+        }
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=AgentOut,
+    summary="Create an agent",
+    responses={201: {"headers": {"Location": {"description": "URL of the new agent"}}}},
+)
+async def create_agent(
+    body: AgentCreate, session: SessionDep, request: Request, response: Response
+) -> AgentOut:
+    node_ids = await _scope_node_ids(session, body)
+    targets = await _resolve_targets(session, body=body, node_ids=node_ids)
+
+    agent = Agent(
+        name=body.name,
+        taxonomy_node_ids=node_ids,
+        taxonomy_version=body.taxonomy_version,
+        scope_description=body.scope_description,
+        target_docs_per_node=body.target_docs_per_node,
+        min_confidence=body.min_confidence,
+    )
+    session.add(agent)
+    await session.flush()
+    session.add_all(
+        CoverageTarget(agent_id=agent.id, node_id=node_id, target_docs=target)
+        for node_id, target in targets.items()
+    )
+    await session.commit()
+    await session.refresh(agent)
+    logger.info("agent %s created over %d nodes", agent.id, len(node_ids))
+
+    response.headers["Location"] = request.app.url_path_for("get_agent", agent_id=str(agent.id))
+    by_agent = await _targets_by_agent(session, [agent.id])
+    return _agent_out(agent, by_agent[agent.id])
+
+
+@router.get(
+    "",
+    response_model=AgentPage,
+    summary="List agents, oldest first",
+)
+async def list_agents(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=pagination.MAX_CURSOR_CHARS)] = None,
+    name: Annotated[
+        Text | None, Query(max_length=200, description="Case-insensitive substring of the name.")
+    ] = None,
+    taxonomy_version: Annotated[VersionName | None, Query()] = None,
+) -> AgentPage:
+    statement = select(Agent).order_by(Agent.created_at, Agent.id).limit(limit + 1)
+    if cursor is not None:
+        after = pagination.decode(CURSOR_KIND, cursor, uuid_ident=True)
+        statement = statement.where(
+            tuple_(Agent.created_at, Agent.id) > tuple_(after.at, uuid.UUID(after.ident))
+        )
+    if name is not None:
+        statement = statement.where(Agent.name.icontains(name, autoescape=True))
+    if taxonomy_version is not None:
+        statement = statement.where(Agent.taxonomy_version == taxonomy_version)
+
+    found = list((await session.scalars(statement)).all())
+    page = found[:limit]
+    next_cursor = None
+    if len(found) > limit:
+        last = page[-1]
+        next_cursor = pagination.encode(CURSOR_KIND, at=last.created_at, ident=last.id)
+    by_agent = await _targets_by_agent(session, [agent.id for agent in page])
+    return AgentPage(
+        items=[_agent_out(agent, by_agent[agent.id]) for agent in page], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/{agent_id}",
+    response_model=AgentOut,
+    summary="Read an agent",
+    responses={404: {"model": Problem}},
+)
+async def get_agent(agent_id: uuid.UUID, session: SessionDep) -> AgentOut:
+    agent = await session.get(Agent, agent_id)
+    if agent is None:
+        raise AgentNotFound(agent_id)
+    by_agent = await _targets_by_agent(session, [agent.id])
+    return _agent_out(agent, by_agent[agent.id])
+
+
+@router.delete(
+    "/{agent_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete an agent, its tasks and its history",
+    responses={404: {"model": Problem}},
+)
+async def delete_agent(agent_id: uuid.UUID, session: SessionDep, redis: RedisDep) -> None:
+    if await session.get(Agent, agent_id) is None:
+        raise AgentNotFound(agent_id)
+
+    open_tasks = await session.scalars(
+        select(BackgroundTask.task_id).where(
+            BackgroundTask.agent_id == agent_id,
+            BackgroundTask.status.in_(("pending", "running")),
+        )
+    )
+    for task_id in list(open_tasks):
+        # A task that ended on its own meanwhile goes with the cascade below all the same.
+        with contextlib.suppress(TaskAlreadyFinished, TaskNotFound):
+            await lifecycle.cancel(session, redis, task_id)
+
+    await session.execute(delete(Agent).where(Agent.id == agent_id))
+    await session.commit()
+    logger.info("agent %s deleted", agent_id)
