@@ -44,7 +44,7 @@ STEP_DELAY_S = 0.4
 FINISHED = {"completed", "failed", "cancelled", "timeout"}
 
 # Three agents, one of them with a scope of 50 or more nodes.
-AGENTS = [
+AGENTS: list[dict[str, Any]] = [
     {
         "name": "Science tutor",
         "taxonomy_node_keys": ["Science", "Mathematics", "IT"],

@@ -1,7 +1,7 @@
 """Prometheus metrics of every role, defined once so that names and labels cannot drift.
 
-The API serves them at `/metrics`; workers and the operator on their own ports. Queue gauges are
-read from Redis when scraped (see `QueueCollector`), so they are right whichever pod serves them.
+The API serves them at `/metrics`; workers and the operator on their own ports. The API fills
+the queue gauges from Redis at each scrape, so every API replica reports the same queue.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,7 +48,8 @@ def new_task_id() -> str:
     return f"{TASK_ID_PREFIX}{uuid.uuid4()}"
 
 
-def _seconds(value: float) -> Any:
+def _seconds(value: Any) -> Any:
+    """An SQL interval of `value` seconds; `value` may be a number or an SQL expression."""
     return func.make_interval(0, 0, 0, 0, 0, 0, value)
 
 
@@ -71,7 +72,7 @@ async def create_task(
     if await session.get(Agent, agent_id) is None:
         raise AgentNotFound(agent_id)
     statement = (
-        BackgroundTask.__table__.insert()
+        insert(BackgroundTask)
         .values(
             task_id=task_id or new_task_id(),
             agent_id=agent_id,
@@ -211,10 +212,10 @@ async def cancel(session: AsyncSession, redis: aioredis.Redis, task_id: str) -> 
         return requested[0]
 
     await session.rollback()
-    task = await session.get(BackgroundTask, task_id, populate_existing=True)
-    if task is None:
+    finished = await session.get(BackgroundTask, task_id, populate_existing=True)
+    if finished is None:
         raise TaskNotFound(task_id)
-    raise TaskAlreadyFinished(task_id, task.status)
+    raise TaskAlreadyFinished(task_id, finished.status)
 
 
 async def claim(session: AsyncSession, *, task_id: str, worker_id: str) -> Task | None:
@@ -326,7 +327,7 @@ async def finish(
         return None
 
     task = finished[0]
-    if history is not None:
+    if history is not None and task.completed_at is not None:
         history.timestamp = task.completed_at
         session.add(history)
         await session.execute(
@@ -444,7 +445,9 @@ async def requeue_lost(session: AsyncSession, redis: aioredis.Redis) -> int:
     )
     rows = (await session.execute(statement)).all()
     await session.commit()
-    added = await queue.push_many(redis, [tuple(row) for row in rows])
+    added = await queue.push_many(
+        redis, [(task_id, priority, at) for task_id, priority, at in rows]
+    )
     if added:
         logger.warning("re-queued %d pending tasks that Redis no longer held", added)
     return added
