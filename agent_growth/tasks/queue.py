@@ -207,7 +207,8 @@ async def worker_capacity(redis: aioredis.Redis) -> int:
     cutoff = time.time() - WORKER_SEEN_WINDOW_S
     await redis.zremrangebyscore(workers_key(), "-inf", cutoff)
     members = await redis.zrange(workers_key(), 0, -1)
-    return sum(int(_text(member).rsplit("|", 1)[1]) for member in members)  # type: ignore[arg-type]
+    slots = [int(_text(member).rsplit("|", 1)[1]) for member in members]  # type: ignore[arg-type]
+    return sum(slots)
 
 
 async def try_reconcile_lock(redis: aioredis.Redis, *, owner: str, ttl_s: float) -> bool:
