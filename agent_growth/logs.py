@@ -18,16 +18,29 @@ current_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_task_id", default=None
 )
 
-TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(task_suffix)s%(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
 class TaskIdFilter(logging.Filter):
+    """Stamps `task_id` on records made while a task is being worked on."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         task_id = getattr(record, "task_id", None) or current_task_id.get()
-        record.task_id = task_id
-        record.task_suffix = f"[{task_id}] " if task_id else ""
+        if task_id:
+            record.task_id = task_id
         return True
+
+
+class TextFormatter(logging.Formatter):
+    """Plain lines, with the task id in brackets before the message when there is one."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        line = super().formatMessage(record)
+        task_id = getattr(record, "task_id", None)
+        if task_id and task_id not in record.message:
+            line = line.replace(record.message, f"[{task_id}] {record.message}", 1)
+        return line
 
 
 def configure(*, log_format: str = "text", level: str = "INFO") -> None:
@@ -38,7 +51,7 @@ def configure(*, log_format: str = "text", level: str = "INFO") -> None:
             JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "asctime": "time"})
         )
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
