@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
+import psycopg
+import pydantic
+import redis.exceptions
+import sqlalchemy.exc
 import typer
 
 from agent_growth import logs
-from agent_growth.settings import get_settings
+from agent_growth.errors import AgentGrowthError
+from agent_growth.settings import DEV_API_KEY, get_settings
+
+logger = logging.getLogger(__name__)
 
 app = typer.Typer(
-    help="Agent Growth keeps knowledge agents' taxonomy coverage fresh.",
+    help=(
+        "Agent Growth keeps knowledge agents' taxonomy coverage fresh. Settings come from"
+        " AGENT_GROWTH_* environment variables (see agent_growth/settings.py)."
+    ),
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_enable=False,
 )
 corpus_app = typer.Typer(help="Import a taxonomy and its documents.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
@@ -29,11 +42,16 @@ def _configure_logging() -> None:
 @app.command()
 def api(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the REST API (and /metrics, /healthz, /readyz)."""
     import uvicorn
 
+    if DEV_API_KEY in get_settings().api_keys:
+        logger.warning(
+            "accepting the development API key %r; set AGENT_GROWTH_API_KEYS to real keys",
+            DEV_API_KEY,
+        )
     uvicorn.run(
         "agent_growth.api.app:create_app",
         factory=True,
@@ -48,7 +66,10 @@ def api(
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Tasks run at once.")] = 2,
     metrics_port: Annotated[
-        int, typer.Option(help="Port for /metrics and /healthz; 0 turns them off.")
+        int,
+        typer.Option(
+            min=0, max=65535, help="Port for /metrics and /healthz on all interfaces; 0: none."
+        ),
     ] = 0,
 ) -> None:
     """Take coverage refreshes from the queue and run them."""
@@ -95,13 +116,17 @@ def corpus_load(
         ),
     ],
     fraction: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Share of the documents to load.")
+        float, typer.Option(help="Share of the documents to load, above 0 and at most 1.")
     ] = 1.0,
     taxonomy_version: Annotated[str, typer.Option(help="Version tag of this taxonomy.")] = "1",
 ) -> None:
     """Load a taxonomy and its documents; loading again adds only what is new."""
     from agent_growth import corpus
 
+    if not 0 < fraction <= 1:
+        raise typer.BadParameter("must be above 0 and at most 1", param_hint="--fraction")
+    if not taxonomy_version.strip():
+        raise typer.BadParameter("must not be empty", param_hint="--taxonomy-version")
     report = corpus.load_corpus(directory, fraction=fraction, taxonomy_version=taxonomy_version)
     typer.echo(report.summary())
 
@@ -118,5 +143,26 @@ def demo(
     demo_module.main(data_dir=data)
 
 
+def _fail(message: str, *, code: int) -> NoReturn:
+    print(f"agent-growth: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
 def main() -> None:
-    app()
+    """Run the command; expected failures end with one line on stderr instead of a traceback."""
+    try:
+        app()
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"AGENT_GROWTH_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        _fail(f"invalid setting: {problems or exc}", code=2)
+    except AgentGrowthError as exc:
+        _fail(str(exc), code=2)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError) as exc:
+        _fail(f"cannot use the database: {exc.orig if hasattr(exc, 'orig') else exc}", code=1)
+    except psycopg.OperationalError as exc:
+        _fail(f"cannot reach the database: {exc}", code=1)
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        _fail(f"cannot reach Redis: {exc}", code=1)

@@ -281,7 +281,7 @@ def load_corpus(
         labels_added=labels_added,
         duration_s=time.perf_counter() - started,
     )
-    logger.info("Loaded corpus from %s: %s", directory, report.summary())
+    logger.debug("loaded corpus from %s: %s", directory, report.summary())
     return report
 
 
@@ -468,6 +468,10 @@ def _parse_document(raw: bytes, *, where: _Where, node_keys: set[str]) -> Docume
     url = item.get("url")
     if url is not None and not isinstance(url, str):
         raise where.error("url", "must be a string")
+    # PostgreSQL text cannot hold NUL; say where it is instead of failing mid-COPY.
+    for field, value in (("id", external_id), ("title", title), ("text", text), ("url", url)):
+        if value and "\x00" in value:
+            raise where.error(field, "contains a NUL character, which PostgreSQL cannot store")
 
     keys = item.get("node_ids")
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
@@ -483,5 +487,6 @@ def _parse_document(raw: bytes, *, where: _Where, node_keys: set[str]) -> Docume
 def _required_str(item: dict[str, Any], field: str, *, where: _Where) -> str:
     value = item.get(field)
     if not isinstance(value, str) or not value:
-        raise where.error(field, "missing; give a non-empty string")
+        problem = "missing" if value is None else f"{type(value).__name__} {value!r}"
+        raise where.error(field, f"{problem}; give a non-empty string")
     return value

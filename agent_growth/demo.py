@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -65,7 +66,8 @@ AGENTS: list[dict[str, Any]] = [
     },
 ]
 
-console = Console()
+# Piped output has no terminal width to go by; rich would assume 80 columns and wrap the tables.
+console = Console() if sys.stdout.isatty() else Console(width=110)
 
 
 @dataclass
@@ -131,15 +133,24 @@ def submit(client: httpx.Client, agent: dict[str, Any], **body: Any) -> dict[str
     return response.json()
 
 
+def short_id(task_id: str) -> str:
+    """The tail of a task id: enough to tell tasks apart in a narrow table."""
+    return task_id[-12:]
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def status_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
     table = Table(expand=False)
-    for column in ("agent", "task", "priority", "status", "progress", "queue", "attempts"):
+    for column in ("agent", "task …", "priority", "status", "progress", "queue", "attempts"):
         table.add_column(column)
     for name, task in rows:
         position = task.get("queue_position")
         table.add_row(
             name,
-            task["task_id"][-12:],
+            short_id(task["task_id"]),
             task["priority"],
             task["status"],
             f"{task['progress_percentage']:>3d} %",
@@ -151,9 +162,12 @@ def status_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
 
 def watch(client: httpx.Client, tasks: list[tuple[str, dict[str, Any]]]) -> None:
     """Poll every task's status and redraw a table until all have finished."""
+    deadline = time.monotonic() + 60
     with Live(status_table(tasks), console=console, refresh_per_second=8) as live:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while not all(task["status"] in FINISHED for _, task in tasks):
+            if time.monotonic() > deadline:
+                raise SystemExit("refreshes did not finish within 60 s")
+            time.sleep(0.15)
             tasks = [
                 (
                     name,
@@ -164,10 +178,7 @@ def watch(client: httpx.Client, tasks: list[tuple[str, dict[str, Any]]]) -> None
                 for name, task in tasks
             ]
             live.update(status_table(tasks))
-            if all(task["status"] in FINISHED for _, task in tasks):
-                return
-            time.sleep(0.15)
-    raise SystemExit("refreshes did not finish within 60 s")
+    console.print()
 
 
 def refresh_all(
@@ -197,8 +208,8 @@ def report(client: httpx.Client, agents: list[dict[str, Any]], inbox: WebhookInb
         console.print(
             f"[bold]{agent['name']}[/bold]: {coverage['overall_coverage']:.2f} % over"
             f" {len(coverage['node_coverage'])} nodes, {coverage['total_documents']} documents,"
-            f" {coverage['total_chunks']} chunks; {len(coverage['gaps'])} nodes below half"
-            " their target"
+            f" {coverage['total_chunks']} chunks; {plural(len(coverage['gaps']), 'node')} below"
+            " half their target"
         )
         growth = " -> ".join(
             f"{entry['overall_coverage']:.2f} %" for entry in reversed(history["history"])
@@ -217,7 +228,10 @@ def report(client: httpx.Client, agents: list[dict[str, Any]], inbox: WebhookInb
     console.rule("Webhooks")
     with inbox.lock:
         for event in inbox.events:
-            console.print(f"{event['status']:<10} task {event['task_id']} ({event['event_id']})")
+            console.print(
+                f"{event['status']:<10} task …{short_id(event['task_id'])},"
+                f" event id {event['event_id']}"
+            )
         console.print(f"{len(inbox.events)} received, {inbox.verified} with a valid signature")
 
 

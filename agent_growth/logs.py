@@ -57,5 +57,7 @@ def configure(*, log_format: str = "text", level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # Per-request access lines come from our own middleware; uvicorn's would double them.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO on every run.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # httpx logs every request at INFO; for webhooks and the demo's client that is noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -28,6 +28,12 @@ from agent_growth.settings import get_settings
 # Workers that have not announced themselves for this long no longer count towards capacity.
 WORKER_SEEN_WINDOW_S: Final = 15.0
 
+# Connections one process keeps to Redis; far more than one process's concurrent requests need.
+MAX_CONNECTIONS: Final = 64
+
+# How long a request waits for a free pooled connection before Redis counts as unavailable.
+POOL_WAIT_S: Final = 5.0
+
 # Wake-up tokens are capped: a burst of submissions needs only as many as there are idle workers.
 MAX_WAKE_TOKENS: Final = 64
 
@@ -81,13 +87,20 @@ def events_channel() -> str:
 
 
 def connect(url: str | None = None) -> aioredis.Redis:
-    """A client with short timeouts, so that a Redis outage fails requests instead of hanging."""
-    return aioredis.Redis.from_url(
+    """A client with short timeouts, so that a Redis outage fails requests instead of hanging.
+
+    The pool blocks for a free connection instead of failing: a burst of requests waits its
+    turn rather than being told Redis is unavailable.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url or get_settings().redis_url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
         socket_timeout=5,
         socket_connect_timeout=2,
         health_check_interval=10,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def score_for(created_at: dt.datetime) -> int:

@@ -58,6 +58,8 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.settings = get_settings()
         self.stopping = asyncio.Event()
+        # Webhooks of tasks that finish while draining still go out: delivery stops last.
+        self._delivery_stop = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._stop_reasons: dict[str, StopReason] = {}
         self._finishing: set[str] = set()
@@ -86,8 +88,8 @@ class Worker:
             asyncio.create_task(self._every(self.settings.reconcile_interval_s, self._reconcile)),
             asyncio.create_task(self._every(ANNOUNCE_INTERVAL_S, self._announce)),
             asyncio.create_task(self._listen_for_cancellations()),
-            asyncio.create_task(delivery.run_delivery_loop(stop=self.stopping)),
         ]
+        delivering = asyncio.create_task(delivery.run_delivery_loop(stop=self._delivery_stop))
         try:
             await self._take_work()
             await self._drain()
@@ -96,6 +98,11 @@ class Worker:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            self._delivery_stop.set()
+            try:
+                await asyncio.wait_for(delivering, timeout=self.settings.webhook_timeout_s + 1)
+            except (TimeoutError, SQLAlchemyError, OSError) as exc:
+                logger.warning("webhook delivery did not stop cleanly: %r", exc)
             with contextlib.suppress(RedisError, OSError):
                 await queue.retire_worker(
                     self._redis, worker_id=self.worker_id, slots=self.concurrency
