@@ -98,17 +98,29 @@ class Worker:
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            self._delivery_stop.set()
-            try:
-                await asyncio.wait_for(delivering, timeout=self.settings.webhook_timeout_s + 1)
-            except (TimeoutError, SQLAlchemyError, OSError) as exc:
-                logger.warning("webhook delivery did not stop cleanly: %r", exc)
+            await self._stop_delivery(delivering)
             with contextlib.suppress(RedisError, OSError):
                 await queue.retire_worker(
                     self._redis, worker_id=self.worker_id, slots=self.concurrency
                 )
             await self._redis.aclose()
             logger.info("worker %s stopped", self.worker_id)
+
+    async def _stop_delivery(self, delivering: asyncio.Task[None]) -> None:
+        """Send the first attempt of events staged while draining, then stop delivering.
+
+        Later attempts of those events, if any are needed, are left to the other workers.
+        """
+        grace_s = self.settings.webhook_timeout_s + 1
+        try:
+            await asyncio.wait_for(delivery.deliver_due(), timeout=grace_s)
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            logger.warning("last webhook deliveries before exit failed: %r", exc)
+        self._delivery_stop.set()
+        try:
+            await asyncio.wait_for(delivering, timeout=grace_s)
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            logger.warning("webhook delivery did not stop cleanly: %r", exc)
 
     async def _take_work(self) -> None:
         while not self.stopping.is_set():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import uuid
 
@@ -14,6 +15,7 @@ from agent_growth.db.models import Agent, CoverageHistory
 from agent_growth.settings import get_settings
 from agent_growth.tasks import lifecycle, queue
 from tests import factories
+from tests.webhooks.receiver import Receiver
 from tests.worker.conftest import fetch_task, running_worker, wait_for_status
 
 
@@ -172,3 +174,24 @@ async def test_a_stopped_worker_takes_no_new_work(session, redis_client, agent_i
         task = await lifecycle.submit(session, redis_client, agent_id=agent_id)
         await asyncio.sleep(1.5)
         assert (await fetch_task(task.task_id)).status == "pending"
+
+
+async def test_a_task_finished_while_draining_still_sends_its_webhook(
+    session, redis_client, agent_id, spawn_worker
+) -> None:
+    receiver = Receiver([])
+    try:
+        task = await lifecycle.submit(
+            session, redis_client, agent_id=agent_id, webhook_url=receiver.url()
+        )
+        leaving = spawn_worker(worker_step_delay_s=0.5, worker_drain_timeout_s=30)
+        await wait_for_status(task.task_id, "running", timeout_s=20)
+
+        leaving.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(leaving.wait, 20) == 0
+
+        assert [json.loads(request.body)["status"] for request in receiver.requests] == [
+            "completed"
+        ]
+    finally:
+        receiver.close()
