@@ -82,13 +82,43 @@ def worker(
 def operator(
     namespace: Annotated[
         list[str] | None,
-        typer.Option(help="Namespace to watch (repeatable); cluster-wide when omitted."),
+        typer.Option(help="Namespace to watch (repeatable); the whole cluster when omitted."),
+    ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", help="Watch the whole cluster.")
+    ] = False,
+    liveness: Annotated[
+        str | None,
+        typer.Option(
+            help="Serve kopf's liveness probe at this URL, e.g. http://0.0.0.0:8080/healthz."
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port.")
+    ] = None,
+    standalone: Annotated[
+        bool, typer.Option("--standalone", help="Run without peering: a single replica only.")
+    ] = False,
+    peering: Annotated[
+        str | None, typer.Option(help="Peering object shared by the replicas.")
+    ] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="This replica's peering priority; highest one acts.")
     ] = None,
 ) -> None:
     """Reconcile CoverageRefresh resources in a Kubernetes cluster."""
     from agent_growth.operator import main as operator_main
 
-    operator_main.run(namespaces=namespace or [])
+    if all_namespaces and namespace:
+        raise typer.BadParameter("give --namespace or --all-namespaces, not both")
+    operator_main.run(
+        namespaces=[] if all_namespaces else (namespace or []),
+        standalone=standalone,
+        peering_name=peering,
+        priority=priority,
+        liveness_endpoint=liveness,
+        metrics_port=metrics_port,
+    )
 
 
 @app.command()

@@ -70,6 +70,33 @@ class Settings(BaseSettings):
     kubernetes_namespace: str = "default"
     """Namespace of the CoverageRefresh resources the API creates."""
 
+    operator_status_interval_s: float = Field(default=1.0, gt=0)
+    """The operator writes one resource's status at most this often; changes in between merge."""
+
+    operator_poll_interval_s: float = Field(default=5.0, gt=0)
+    """The operator re-reads each unfinished task this often even without a Redis signal."""
+
+    operator_deadline_grace_s: float = Field(default=10.0, ge=0)
+    """Past activeDeadlineSeconds plus this, the operator ends a running task as timed out."""
+
+    operator_backstop_interval_s: float = Field(default=5.0, gt=0)
+    """How often the operator looks for running tasks past their deadline."""
+
+    operator_drift_interval_s: float = Field(default=60.0, gt=0)
+    """How often the operator cancels tasks whose CoverageRefresh resource has vanished."""
+
+    operator_drift_min_age_s: float = Field(default=30.0, ge=0)
+    """Tasks younger than this are left out of the drift check: the API writes the row first."""
+
+    operator_cancel_wait_s: float = Field(default=5.0, ge=0)
+    """Deleting a resource waits up to this long for its running task to stop, then lets go."""
+
+    operator_peering_name: str = "agent-growth"
+    """Name of the kopf peering object through which operator replicas elect the active one."""
+
+    operator_peering_priority: int | None = None
+    """Priority of this replica in peering; unset picks a random one, so one replica leads."""
+
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 

@@ -1,0 +1,131 @@
+"""Cancelling by `spec.cancel`, by deleting the resource, and by the REST door; deadlines; TTL."""
+
+from __future__ import annotations
+
+from agent_growth import kube
+from agent_growth.tasks import lifecycle, queue
+from tests.operator.conftest import (
+    NAMESPACE,
+    create,
+    delete,
+    events_for,
+    fetch_task,
+    patch_spec,
+    phase,
+    refresh_body,
+    resource,
+    running_operator,
+    running_worker,
+    wait_until,
+)
+
+
+async def _task_id_of(k8s, name: str) -> str:
+    await wait_until(lambda: phase(k8s, name) is not None, what=f"{name} to get a status")
+    return resource(k8s, name)["status"]["taskId"]
+
+
+async def _row_status(task_id: str) -> str | None:
+    row = await fetch_task(task_id)
+    return None if row is None else row.status
+
+
+async def test_setting_cancel_on_a_waiting_refresh_cancels_it(
+    k8s, kubeconfig_path, agent_id, redis_client
+):
+    async with running_operator():
+        await create(k8s, refresh_body("waiting", agent_id))
+        task_id = await _task_id_of(k8s, "waiting")
+        await patch_spec(k8s, "waiting", {"cancel": True})
+        await wait_until(lambda: phase(k8s, "waiting") == "Cancelled", what="Cancelled")
+
+    assert await _row_status(task_id) == "cancelled"
+    assert await queue.position(redis_client, task_id=task_id, priority="medium") is None
+    assert events_for(k8s, "waiting") == ["Queued", "Cancelled"]
+    status = resource(k8s, "waiting")["status"]
+    assert status["observedGeneration"] == resource(k8s, "waiting")["metadata"]["generation"] == 2
+
+
+async def test_setting_cancel_on_a_running_refresh_stops_its_worker(
+    k8s, kubeconfig_path, agent_id, monkeypatch
+):
+    monkeypatch.setenv("AGENT_GROWTH_WORKER_STEP_DELAY_S", "1.0")
+    async with running_operator(), running_worker():
+        await create(k8s, refresh_body("busy", agent_id))
+        task_id = await _task_id_of(k8s, "busy")
+        await wait_until(lambda: phase(k8s, "busy") == "Running", what="Running")
+        await patch_spec(k8s, "busy", {"cancel": True})
+        await wait_until(lambda: phase(k8s, "busy") == "Cancelled", what="Cancelled")
+
+    assert await _row_status(task_id) == "cancelled"
+    assert events_for(k8s, "busy") == ["Queued", "Started", "Cancelled"]
+
+
+async def test_a_refresh_created_cancelled_is_never_queued(
+    k8s, kubeconfig_path, agent_id, redis_client
+):
+    async with running_operator():
+        await create(k8s, refresh_body("stillborn", agent_id, cancel=True))
+        await wait_until(lambda: phase(k8s, "stillborn") == "Cancelled", what="Cancelled")
+
+    task_id = resource(k8s, "stillborn")["status"]["taskId"]
+    assert await _row_status(task_id) == "cancelled"
+    assert sum((await queue.depth(redis_client)).values()) == 0
+
+
+async def test_deleting_a_running_refresh_cancels_its_task_before_it_goes(
+    k8s, kubeconfig_path, agent_id, monkeypatch
+):
+    monkeypatch.setenv("AGENT_GROWTH_WORKER_STEP_DELAY_S", "1.0")
+    async with running_operator(), running_worker():
+        await create(k8s, refresh_body("doomed", agent_id))
+        task_id = await _task_id_of(k8s, "doomed")
+        await wait_until(lambda: phase(k8s, "doomed") == "Running", what="Running")
+        assert kube.GROUP + "/finalizer" in resource(k8s, "doomed")["metadata"]["finalizers"]
+
+        await delete(k8s, "doomed")
+        assert resource(k8s, "doomed")["metadata"]["deletionTimestamp"]
+        await wait_until(lambda: resource(k8s, "doomed") is None, what="the resource to go")
+
+    assert await _row_status(task_id) == "cancelled"
+
+
+async def test_deleting_through_the_rest_door_cancels_a_waiting_refresh(
+    k8s, kubeconfig_path, agent_id
+):
+    async with running_operator():
+        await create(k8s, refresh_body("unwanted", agent_id))
+        task_id = await _task_id_of(k8s, "unwanted")
+        await kube.delete_coverage_refresh(name="unwanted", namespace=NAMESPACE)
+        await wait_until(lambda: resource(k8s, "unwanted") is None, what="the resource to go")
+        await kube.delete_coverage_refresh(name="unwanted", namespace=NAMESPACE)  # gone: no error
+
+    assert await _row_status(task_id) == "cancelled"
+
+
+async def test_a_running_task_past_its_deadline_ends_timed_out(
+    k8s, kubeconfig_path, agent_id, monkeypatch, session
+):
+    monkeypatch.setenv("AGENT_GROWTH_OPERATOR_DEADLINE_GRACE_S", "0.5")
+    async with running_operator():
+        await create(k8s, refresh_body("stuck", agent_id, activeDeadlineSeconds=1))
+        task_id = await _task_id_of(k8s, "stuck")
+
+        # A worker takes the task and hangs: it never reports, never finishes.
+        assert await lifecycle.claim(session, task_id=task_id, worker_id="hung-worker")
+        await wait_until(lambda: phase(k8s, "stuck") == "TimedOut", what="TimedOut")
+
+    assert await _row_status(task_id) == "timeout"
+    assert events_for(k8s, "stuck")[-1] == "TimedOut"
+
+
+async def test_a_finished_refresh_is_deleted_after_its_ttl_and_its_row_stays(
+    k8s, kubeconfig_path, agent_id
+):
+    async with running_operator(), running_worker():
+        await create(k8s, refresh_body("short-lived", agent_id, ttlSecondsAfterFinished=1))
+        task_id = await _task_id_of(k8s, "short-lived")
+        await wait_until(lambda: phase(k8s, "short-lived") == "Completed", what="Completed")
+        await wait_until(lambda: resource(k8s, "short-lived") is None, what="TTL deletion")
+
+    assert await _row_status(task_id) == "completed"
