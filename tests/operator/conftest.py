@@ -8,9 +8,8 @@ shortened through the operator's settings; nothing about the behaviour changes.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,8 @@ import kopf
 import pytest
 
 from agent_growth import kube
-from agent_growth.db import engine
-from agent_growth.db.models import BackgroundTask
 from agent_growth.operator import main
 from agent_growth.settings import get_settings
-from agent_growth.worker.runner import Worker
 from tests import factories
 from tests.operator import crd_schema
 from tests.operator.emulator import KubernetesServer, kubeconfig
@@ -42,25 +38,6 @@ FAST_OPERATOR = {
     "AGENT_GROWTH_HEARTBEAT_INTERVAL_S": "0.2",
     "AGENT_GROWTH_RECONCILE_INTERVAL_S": "0.5",
 }
-
-
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool] | bool], *, timeout_s: float = 30.0, what: str
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        outcome = predicate()
-        if isinstance(outcome, Awaitable):
-            outcome = await outcome
-        if outcome:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-async def fetch_task(task_id: str) -> BackgroundTask | None:
-    async with engine.session_factory()() as session:
-        return await session.get(BackgroundTask, task_id)
 
 
 @pytest.fixture(autouse=True)
@@ -140,18 +117,6 @@ async def running_operator(
     finally:
         if not task.done():
             await handle.stop()
-
-
-@asynccontextmanager
-async def running_worker(*, concurrency: int = 2) -> AsyncIterator[Worker]:
-    get_settings.cache_clear()
-    worker = Worker(concurrency=concurrency)
-    runner = asyncio.create_task(worker.run())
-    try:
-        yield worker
-    finally:
-        worker.request_stop()
-        await asyncio.wait_for(runner, timeout=30)
 
 
 def refresh_body(name: str, agent_id: uuid.UUID | str, **spec: Any) -> dict[str, Any]:

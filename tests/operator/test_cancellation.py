@@ -9,15 +9,13 @@ from tests.operator.conftest import (
     create,
     delete,
     events_for,
-    fetch_task,
     patch_spec,
     phase,
     refresh_body,
     resource,
     running_operator,
-    running_worker,
-    wait_until,
 )
+from tests.running import fetch_task, running_worker, wait_until
 
 
 async def _task_id_of(k8s, name: str) -> str:

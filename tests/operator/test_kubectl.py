@@ -12,13 +12,11 @@ import pytest
 from tests.operator import crd_schema
 from tests.operator.conftest import (
     NAMESPACE,
-    fetch_task,
     phase,
     resource,
     running_operator,
-    running_worker,
-    wait_until,
 )
+from tests.running import fetch_task, running_worker, wait_until
 
 KUBECTL = shutil.which("kubectl")
 

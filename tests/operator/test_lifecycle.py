@@ -15,14 +15,12 @@ from tests.operator.conftest import (
     NAMESPACE,
     create,
     events_for,
-    fetch_task,
     phase,
     refresh_body,
     resource,
     running_operator,
-    running_worker,
-    wait_until,
 )
+from tests.running import fetch_task, running_worker, wait_until
 
 
 async def test_a_resource_applied_under_any_name_runs_to_completed(k8s, kubeconfig_path, agent_id):

@@ -10,14 +10,12 @@ from tests.operator.conftest import (
     RESOURCE,
     create,
     events_for,
-    fetch_task,
     phase,
     refresh_body,
     resource,
     running_operator,
-    running_worker,
-    wait_until,
 )
+from tests.running import fetch_task, running_worker, wait_until
 
 
 async def _queued(redis, task_id: str) -> list[tuple[str, float | None]]:

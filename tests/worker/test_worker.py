@@ -15,8 +15,9 @@ from agent_growth.db.models import Agent, CoverageHistory
 from agent_growth.settings import get_settings
 from agent_growth.tasks import lifecycle, queue
 from tests import factories
+from tests.running import running_worker
 from tests.webhooks.receiver import Receiver
-from tests.worker.conftest import fetch_task, running_worker, wait_for_status
+from tests.worker.conftest import fetch_task, wait_for_status
 
 
 @pytest.fixture

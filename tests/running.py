@@ -1,0 +1,46 @@
+"""Driving real workers inside a test's event loop, and waiting for what they write."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from agent_growth.db import engine
+from agent_growth.db.models import BackgroundTask
+from agent_growth.settings import get_settings
+from agent_growth.worker.runner import Worker
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool] | bool], *, timeout_s: float = 30.0, what: str
+) -> None:
+    """Poll `predicate` (plain or async) until it holds; fail naming `what` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        outcome = predicate()
+        if isinstance(outcome, Awaitable):
+            outcome = await outcome
+        if outcome:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+async def fetch_task(task_id: str) -> BackgroundTask | None:
+    async with engine.session_factory()() as session:
+        return await session.get(BackgroundTask, task_id)
+
+
+@asynccontextmanager
+async def running_worker(*, concurrency: int = 2) -> AsyncIterator[Worker]:
+    """A worker in this event loop until the block ends, then stopped and drained."""
+    get_settings.cache_clear()
+    worker = Worker(concurrency=concurrency)
+    runner = asyncio.create_task(worker.run())
+    try:
+        yield worker
+    finally:
+        worker.request_stop()
+        await asyncio.wait_for(runner, timeout=30)
