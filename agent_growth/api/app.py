@@ -6,7 +6,13 @@ Serve it with `uvicorn agent_growth.api.app:create_app --factory`, or `agent-gro
 
 One Redis client is opened per process in the lifespan and shared by every request; its
 connection pool is what makes that safe. The database engine is created on first use and
-disposed at shutdown.
+disposed at shutdown. The readiness probe has a small engine of its own (see `routes/health`),
+made in the lifespan, connected by the first probe and disposed at shutdown.
+
+Query parameters a route does not define are ignored, as in FastAPI generally: proxies and
+clients add their own (cache busters, tracing), and a misspelt filter shows itself in the
+unfiltered answer. Bodies are strict instead, unknown fields refused with a 422, because a
+misspelt body field would silently change what a task does.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 import agent_growth
-from agent_growth.api import deps, errors
+from agent_growth.api import deps, errors, request_body
 from agent_growth.api.routes import agents, coverage, health, metrics, tasks
 from agent_growth.api.schemas import Problem
 from agent_growth.db import engine as db_engine
+from agent_growth.settings import get_settings
 from agent_growth.tasks import queue
 
 logger = logging.getLogger(__name__)
@@ -30,11 +37,13 @@ logger = logging.getLogger(__name__)
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.redis = queue.connect()
+    app.state.probe_engine = health.probe_engine(get_settings().database_url)
     logger.info("API started")
     try:
         yield
     finally:
         await app.state.redis.aclose()
+        await app.state.probe_engine.dispose()
         await db_engine.dispose()
         logger.info("API stopped")
 
@@ -48,6 +57,8 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
+    # The metrics middleware, added last, runs outermost: it counts the 413s of BodyLimit too.
+    app.add_middleware(request_body.BodyLimit)
     app.add_middleware(metrics.RequestMetrics)
 
     # `/agents/tasks...` before `/agents/{agent_id}`, which would otherwise take `tasks` as an id.

@@ -9,15 +9,17 @@ request was fine and will work once Redis, PostgreSQL or the cluster answers aga
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 
+from agent_growth.api import request_body
 from agent_growth.errors import (
     ClusterUnavailable,
     InvalidInput,
@@ -27,6 +29,15 @@ from agent_growth.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+JSON_OBJECT_EXPECTED = "the body must be a JSON object sent with Content-Type: application/json"
+
+# What pydantic reports when the body is not an object: a JSON array or string, or the raw bytes
+# FastAPI passes on when the Content-Type is not JSON.
+_NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
+
+# Strict number fields report these; the hint says what the client must change.
+_NUMBER_TYPES = frozenset({"int_type", "float_type"})
 
 RETRY_AFTER_S = 5
 """Asked of clients after a 503; about the time a restarted Redis or PostgreSQL needs."""
@@ -53,16 +64,42 @@ def unavailable(message: str) -> JSONResponse:
     )
 
 
+def _json_scalar(value: object) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, str | int | bool)
+
+
+def _client_error(error: dict[str, Any], *, content_type: str) -> dict[str, Any]:
+    """`loc`, `msg`, `type` and the JSON-representable part of `ctx` of one validation error."""
+    loc = list(error["loc"])
+    message = error["msg"]
+    if loc == ["body"] and error["type"] in _NOT_AN_OBJECT:
+        message = JSON_OBJECT_EXPECTED
+        if not content_type:
+            message += " (it was sent without a Content-Type)"
+        elif not request_body.is_json(content_type):
+            message += f" (it was sent as {content_type})"
+    elif loc[:1] == ["body"] and error["type"] in _NUMBER_TYPES:
+        message += "; send a JSON number, not a string or a boolean"
+
+    client_error: dict[str, Any] = {"loc": loc, "msg": message, "type": error["type"]}
+    # ctx holds the constraint (`le`, `max_length`); an exception object in it has no JSON form,
+    # and its text is already the message.
+    ctx = {key: value for key, value in error.get("ctx", {}).items() if _json_scalar(value)}
+    if ctx:
+        client_error["ctx"] = ctx
+    return client_error
+
+
 async def _request_invalid(request: Request, exc: Exception) -> JSONResponse:
     # FastAPI's own handler echoes each rejected `input`, which fails to render as JSON when it
     # is NaN or infinite (Python's JSON parser accepts those, the encoder refuses them) and can
     # be megabytes long. `loc`, `msg` and `type`, plus the constraint in `ctx`, say enough.
     assert isinstance(exc, RequestValidationError)
-    errors = [
-        {key: error[key] for key in ("loc", "msg", "type", "ctx") if key in error}
-        for error in exc.errors()
-    ]
-    return JSONResponse(status_code=422, content={"detail": jsonable_encoder(errors)})
+    content_type = request.headers.get("content-type", "")
+    errors = [_client_error(error, content_type=content_type) for error in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
 
 
 async def _not_found(request: Request, exc: Exception) -> JSONResponse:

@@ -1,26 +1,32 @@
 """Request and response bodies of the REST API.
 
 Requests forbid unknown fields: a misspelt `timout_seconds` is refused with a 422 naming it,
-rather than silently ignored so that the task runs with the default. Responses write every
-timestamp in ISO 8601 with an explicit UTC offset (`+00:00`), whatever time zone the database
-session happens to use.
+rather than silently ignored so that the task runs with the default. Numbers in a body are
+strict: `"60"` or `true` is refused rather than read as 60 or 1, since a client sending them has
+a bug that coercion would hide. Ids stay lax, because JSON can only carry them as strings.
+
+Responses write every timestamp in ISO 8601 with an explicit UTC offset (`+00:00`), whatever
+time zone the database session happens to use.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     StringConstraints,
     WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 
 MAX_SCOPE_NODES = 1000
 """Nodes one agent may name; its scope still includes every descendant of them."""
@@ -30,6 +36,12 @@ MAX_TARGET_DOCS = 100_000
 
 MAX_DESCRIPTION_CHARS = 10_000
 
+MAX_NAME_CHARS = 200
+"""The width of the `agents.name` column."""
+
+MAX_TASK_ID_CHARS = 80
+"""The width of the `background_tasks.task_id` column; no longer id can name a task."""
+
 
 def _no_nul(value: str) -> str:
     # PostgreSQL text cannot hold NUL; refusing it here keeps it from becoming a driver error.
@@ -38,11 +50,34 @@ def _no_nul(value: str) -> str:
     return value
 
 
+def _finite_share(value: object) -> object:
+    # Python's JSON parser reads NaN and Infinity, which JSON itself does not have; without this
+    # a NaN would fail the range check with a message that does not say what is wrong.
+    if isinstance(value, float) and not math.isfinite(value):
+        raise PydanticCustomError(
+            "finite_number", "Input should be a finite number between 0 and 1"
+        )
+    return value
+
+
 def _iso_utc(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat()
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
+# Length limits sit in StringConstraints, before the NUL check: a limit placed after another
+# validator is checked as a generic length and reported in "items" rather than characters.
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS),
+    AfterValidator(_no_nul),
+]
+NameFilter = Annotated[str, StringConstraints(max_length=MAX_NAME_CHARS), AfterValidator(_no_nul)]
+Description = Annotated[
+    str, StringConstraints(max_length=MAX_DESCRIPTION_CHARS), AfterValidator(_no_nul)
+]
+TaskId = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TASK_ID_CHARS), AfterValidator(_no_nul)
+]
 NodeKey = Annotated[str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_no_nul)]
 VersionName = Annotated[
     str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)
@@ -51,6 +86,10 @@ UtcDatetime = Annotated[
     dt.datetime,
     PlainSerializer(_iso_utc, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
+DocCount = Annotated[int, Field(strict=True, ge=1, le=MAX_TARGET_DOCS)]
+Share = Annotated[
+    float, BeforeValidator(_finite_share), Field(strict=True, ge=0, le=1, allow_inf_nan=False)
 ]
 Priority = Literal["high", "medium", "low"]
 TaskStatusName = Literal["pending", "running", "completed", "failed", "cancelled", "timeout"]
@@ -63,11 +102,7 @@ class RequestBody(BaseModel):
 class AgentCreate(RequestBody):
     """An agent's scope is given either by node ids or by node keys of one taxonomy version."""
 
-    name: Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-        AfterValidator(_no_nul),
-    ]
+    name: Name
     taxonomy_node_ids: list[uuid.UUID] | None = Field(
         default=None,
         min_length=1,
@@ -81,10 +116,10 @@ class AgentCreate(RequestBody):
         description="Scope nodes by key. Give this or `taxonomy_node_ids`, not both.",
     )
     taxonomy_version: VersionName = "1"
-    scope_description: Annotated[Text, Field(max_length=MAX_DESCRIPTION_CHARS)] | None = None
-    target_docs_per_node: int = Field(default=10, ge=1, le=MAX_TARGET_DOCS)
-    min_confidence: float = Field(default=0.7, ge=0, le=1)
-    coverage_targets: dict[NodeKey, Annotated[int, Field(ge=1, le=MAX_TARGET_DOCS)]] | None = Field(
+    scope_description: Description | None = None
+    target_docs_per_node: DocCount = 10
+    min_confidence: Share = 0.7
+    coverage_targets: dict[NodeKey, DocCount] | None = Field(
         default=None,
         max_length=MAX_SCOPE_NODES,
         description=(
@@ -154,7 +189,7 @@ class RefreshRequest(RequestBody):
         examples=["https://hooks.example.com/agent-growth"],
     )
     priority: Priority = "medium"
-    timeout_seconds: int = Field(default=300, ge=1, le=3600)
+    timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] = 300
 
 
 class TaskOut(BaseModel):
@@ -184,7 +219,9 @@ class TaskStatusOut(TaskOut):
 
 
 class TaskPage(BaseModel):
-    items: list[TaskOut]
+    items: list[TaskStatusOut] = Field(
+        description="Queue positions are current; ETAs are as last stored, see the task's status."
+    )
     next_cursor: str | None
 
 

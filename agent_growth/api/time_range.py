@@ -20,11 +20,28 @@ from agent_growth.api.errors import InvalidQuery
 
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SPACED_OFFSET = re.compile(r"(.*\d[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?) (\d{2}(?::?\d{2})?)")
+# The UTC offset at the end of a date-time: sign, hours, and minutes when given.
+_OFFSET = re.compile(r"[T ][^+-]*([+-]\d{2}):?(\d{2})?(?::?\d{2}(?:[.,]\d+)?)?$")
 
 # PostgreSQL stores timestamps to the microsecond, so "up to and including T" is "before T+1µs".
 _RESOLUTION = dt.timedelta(microseconds=1)
 
 _FORMATS = "a date (2026-03-01) or an ISO 8601 date-time (2026-03-01T12:00:00+02:00)"
+
+
+def _check_offset(value: str, *, field: str) -> None:
+    # Python refuses hours past 23 with a message about timedelta reprs, and reads minutes past
+    # 59 as whole hours more (+05:75 as +06:15); ISO 8601 has neither.
+    offset = _OFFSET.search(value)
+    if offset is None:
+        return
+    hours, minutes = offset[1], offset[2] or "00"
+    if abs(int(hours)) > 23 or int(minutes) > 59:
+        raise InvalidQuery(
+            field,
+            f"{value!r} has the UTC offset {hours}:{minutes}; the UTC offset must be between "
+            "-23:59 and +23:59",
+        )
 
 
 def _parse(value: str, *, field: str) -> dt.date | dt.datetime:
@@ -35,6 +52,7 @@ def _parse(value: str, *, field: str) -> dt.date | dt.datetime:
         spaced = _SPACED_OFFSET.fullmatch(value)
         if spaced:
             value = f"{spaced[1]}+{spaced[2]}"
+        _check_offset(value, field=field)
         moment = dt.datetime.fromisoformat(value)
     except ValueError as exc:
         raise InvalidQuery(field, f"{value!r} is not {_FORMATS} ({exc})") from exc

@@ -5,9 +5,10 @@ inside the cluster. Left unchecked, that is a way to reach the cloud metadata se
 database or anything else listening on a private address. So only http(s) URLs whose host is a
 public address are accepted, in two places:
 
-- `check_webhook_url`, when a task is submitted: the scheme, the host, and hosts that are literal
-  addresses or names that are local by definition (`localhost`). It does no DNS, so an API
-  request never waits on a resolver.
+- `check_webhook_url`, when a task is submitted: the form of the URL (`parse_webhook_url`: the
+  scheme; a host that is a DNS name or an IP address; a port from 1 to 65535; no credentials and
+  no fragment), and hosts that are literal addresses or names that are local by definition
+  (`localhost`). It does no DNS, so an API request never waits on a resolver.
 - `resolve_and_check`, before each delivery attempt: the host name is resolved and refused if
   any of its addresses is blocked; the delivery then connects to the address that was checked,
   so a name cannot resolve to a public address for the check and a private one for the request.
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 
 import httpx
 
 from agent_growth import errors
 from agent_growth.settings import get_settings
+from agent_growth.webhooks import signing
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -56,6 +59,15 @@ UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
 SHARED_ADDRESS_SPACE = ipaddress.ip_network("100.64.0.0/10")
 
 ALLOWED = "only http:// or https:// URLs whose host is a public address or name are accepted"
+
+MAX_PORT = 65535
+"""TCP ports are 16 bits, and port 0 cannot be connected to."""
+
+# RFC 1035 and RFC 1123: a name is at most 253 characters without its final dot, in labels of 1
+# to 63 letters, digits and hyphens that neither start nor end with a hyphen. A name that is not
+# ASCII is checked in its IDNA (xn--) form, which is what gets resolved.
+MAX_HOST_NAME_CHARS = 253
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 
 
 class BlockedWebhookTarget(errors.AgentGrowthError):
@@ -134,8 +146,29 @@ def _with_article(reason: str) -> str:
     return f"an {reason}" if reason == "unspecified" else f"a {reason}"
 
 
+def _host_name_problem(name: str) -> str | None:
+    """What makes `name` (ASCII, IDNA-encoded) no DNS host name, or None when it is one."""
+    labels = name.removesuffix(".").split(".")
+    if len(name.removesuffix(".")) > MAX_HOST_NAME_CHARS:
+        return f"a host name has at most {MAX_HOST_NAME_CHARS} characters"
+    if not all(_LABEL.fullmatch(label) for label in labels):
+        return (
+            "each dot-separated part of a host name must be 1 to 63 letters, digits or hyphens, "
+            "not starting or ending with a hyphen"
+        )
+    if labels[-1].isdigit():
+        # RFC 3696: a top-level domain is never all digits, so this is a malformed address.
+        return "it is not a valid IP address, and a host name cannot end in a number"
+    return None
+
+
 def parse_webhook_url(url: str) -> httpx.URL:
-    """`url` parsed, when its scheme and host can be used at all; raises InvalidInput if not."""
+    """`url` parsed, when its form lets it be used at all; raises InvalidInput if not.
+
+    The scheme must be http or https; the host a DNS name or an IP address; the port, when
+    given, 1 to 65535. Credentials (`user:password@`) are refused because the URL is shown in
+    every task response; a fragment because HTTP never sends it to the receiver.
+    """
     if len(url) > MAX_URL_CHARS:
         raise errors.InvalidInput("webhook_url", f"must be at most {MAX_URL_CHARS} characters")
     try:
@@ -149,6 +182,28 @@ def parse_webhook_url(url: str) -> httpx.URL:
     if not parsed.host:
         raise errors.InvalidInput(
             "webhook_url", f"names no host; {ALLOWED}, e.g. https://hooks.example.com/agent-growth"
+        )
+
+    host = parsed.raw_host.decode("ascii")
+    if _literal_address(host) is None:
+        problem = _host_name_problem(host)
+        if problem is not None:
+            raise errors.InvalidInput(
+                "webhook_url", f"host {parsed.host!r} is not a valid host name: {problem}"
+            )
+    if parsed.port is not None and not 1 <= parsed.port <= MAX_PORT:
+        raise errors.InvalidInput(
+            "webhook_url", f"port {parsed.port} is out of range; a port must be 1 to {MAX_PORT}"
+        )
+    if parsed.userinfo:
+        raise errors.InvalidInput(
+            "webhook_url",
+            "must not carry credentials (user:password@), since task responses show the URL; "
+            f"verify the {signing.SIGNATURE_HEADER} header in the receiver instead",
+        )
+    if parsed.fragment:
+        raise errors.InvalidInput(
+            "webhook_url", "must not have a fragment (#...), which is never sent to the receiver"
         )
     return parsed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -275,3 +276,21 @@ async def test_gaps_follow_the_threshold(client: httpx.AsyncClient, agent_id: uu
     assert strict["gaps"][0]["missing_docs"] == 1
     assert strict["threshold"] == 0.9
     assert (await client.get(f"{AGENTS}/{uuid.uuid4()}/coverage/gaps")).status_code == 404
+
+
+async def test_of_concurrent_deletes_of_one_agent_exactly_one_succeeds(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    redis_client: aioredis.Redis,
+    agent_id: uuid.UUID,
+) -> None:
+    for _ in range(3):
+        response = await client.post(f"{AGENTS}/{agent_id}/coverage/refresh")
+        assert response.status_code == 202, response.text
+
+    answers = await asyncio.gather(*(client.delete(f"{AGENTS}/{agent_id}") for _ in range(20)))
+
+    codes = sorted(response.status_code for response in answers)
+    assert codes == [204] + [404] * 19, codes
+    assert await session.scalar(select(func.count()).select_from(BackgroundTask)) == 0
+    assert await queue.depth(redis_client) == {"high": 0, "medium": 0, "low": 0}

@@ -3,7 +3,9 @@ never a 500."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -16,11 +18,19 @@ from tests.api.conftest import API_KEY
 
 AGENT = "/api/v1/agents/{agent}"
 LONG_TASK_ID = "t" * 81
+NO_TASK_FILTERS = {"status": None, "agent_id": None}
+NO_AGENT_FILTERS = {"name": None, "taxonomy_version": None}
 FOREIGN_CURSOR = pagination.encode(
-    "tasks", at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), ident="agent-coverage-x"
+    "tasks",
+    at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    ident="agent-coverage-x",
+    filters=NO_TASK_FILTERS,
 )
 NON_UUID_CURSOR = pagination.encode(
-    "agents", at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), ident="not-a-uuid"
+    "agents",
+    at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+    ident="not-a-uuid",
+    filters=NO_AGENT_FILTERS,
 )
 SCOPE = {"name": "n", "taxonomy_node_keys": ["Science"]}
 
@@ -270,3 +280,154 @@ async def test_openapi_documents_every_route_with_its_response(app: FastAPI) -> 
             if success[0] != "204":
                 assert content and "schema" in content["application/json"], (method, path)
     assert "APIKeyHeader" in spec["components"]["securitySchemes"]
+
+
+def forged_cursor(payload: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+# Python's own exception texts, which say nothing a client can act on.
+LEAKS = ("codec", "fromisoformat", "hexadecimal", "timedelta", "datetime.", "Error")
+
+# (method, path, request options, the field, what the message must say)
+MESSAGES: list[tuple[str, str, dict[str, Any], str, str]] = [
+    ("GET", "/api/v1/agents", {"params": {"name": "x" * 201}}, "name", "at most 200 characters"),
+    (
+        "POST",
+        "/api/v1/agents",
+        {"json": {**SCOPE, "scope_description": "x" * 10_001}},
+        "scope_description",
+        "at most 10000 characters",
+    ),
+    ("GET", f"/api/v1/agents/tasks/{LONG_TASK_ID}", {}, "task_id", "at most 80 characters"),
+    (
+        "GET",
+        AGENT + f"/coverage/status/{LONG_TASK_ID}",
+        {},
+        "task_id",
+        "at most 80 characters",
+    ),
+    ("GET", "/api/v1/agents", {"params": {"cursor": "gYE"}}, "cursor", "not a cursor this list"),
+    (
+        "GET",
+        "/api/v1/agents",
+        {"params": {"cursor": forged_cursor({"k": "agents", "f": "", "t": 5, "i": "x"})}},
+        "cursor",
+        "not a cursor this list",
+    ),
+    ("GET", "/api/v1/agents", {"params": {"cursor": NON_UUID_CURSOR}}, "cursor", "not a cursor"),
+    (
+        "GET",
+        AGENT + "/coverage/history",
+        {"params": {"start_date": "2026-03-01T00:00:00+25:00"}},
+        "start_date",
+        "the UTC offset must be between -23:59 and +23:59",
+    ),
+    (
+        "GET",
+        AGENT + "/coverage/history",
+        {"params": {"end_date": "2026-03-01T00:00:00-05:75"}},
+        "end_date",
+        "the UTC offset must be between -23:59 and +23:59",
+    ),
+    (
+        "GET",
+        AGENT + "/coverage/gaps",
+        {"params": {"threshold": "nan"}},
+        "threshold",
+        "finite number",
+    ),
+    (
+        "POST",
+        AGENT + "/coverage/refresh",
+        {"json": {"webhook_url": "https://exa mple.com/hook"}},
+        "webhook_url",
+        "is not a valid host name",
+    ),
+    (
+        "POST",
+        AGENT + "/coverage/refresh",
+        {"json": {"webhook_url": "https://hooks.example.com:99999/"}},
+        "webhook_url",
+        "port 99999 is out of range",
+    ),
+    (
+        "POST",
+        AGENT + "/coverage/refresh",
+        {"json": {"webhook_url": "https://hooks.example.com:0/"}},
+        "webhook_url",
+        "port 0 is out of range",
+    ),
+    (
+        "POST",
+        AGENT + "/coverage/refresh",
+        {"json": {"webhook_url": "https://user:pw@hooks.example.com/"}},
+        "webhook_url",
+        "must not carry credentials",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "options", "field", "says"),
+    MESSAGES,
+    ids=[f"{method} {path} {field}" for method, path, _, field, _ in MESSAGES],
+)
+async def test_error_messages_say_what_is_allowed_in_the_clients_terms(
+    client: httpx.AsyncClient,
+    agent_id: uuid.UUID,
+    method: str,
+    path: str,
+    options: dict[str, Any],
+    field: str,
+    says: str,
+) -> None:
+    response = await client.request(method, path.format(agent=agent_id), **options)
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"][-1] == field
+    assert says in error["msg"]
+    assert not any(leak in error["msg"] for leak in LEAKS), error["msg"]
+
+
+async def test_refused_webhook_urls_leave_no_task(
+    client: httpx.AsyncClient, agent_id: uuid.UUID
+) -> None:
+    for url in ("https://exa mple.com/", "https://hooks.example.com:-1/"):
+        response = await client.post(
+            AGENT.format(agent=agent_id) + "/coverage/refresh", json={"webhook_url": url}
+        )
+        assert response.status_code == 422, response.text
+
+    listed = await client.get("/api/v1/agents/tasks")
+    assert listed.json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/v1/agents", {"name": "a\x00b"}),
+        ("/api/v1/agents", {"taxonomy_version": "\x00"}),
+        ("/api/v1/agents/tasks/a%00b", {}),
+    ],
+)
+async def test_errors_carry_no_empty_context(
+    client: httpx.AsyncClient, path: str, params: dict[str, str]
+) -> None:
+    response = await client.get(path, params=params)
+
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert "NUL" in error["msg"]
+    assert "ctx" not in error, error
+
+
+async def test_deleting_the_task_list_is_405_not_an_agent_id_error(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.delete("/api/v1/agents/tasks")
+
+    assert response.status_code == 405, response.text
+    assert response.headers["Allow"] == "GET"
+    assert "DELETE /api/v1/agents/tasks/{task_id}" in response.json()["detail"]

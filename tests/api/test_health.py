@@ -110,3 +110,43 @@ async def test_metrics_count_requests_by_route_template_and_show_the_queue(
         (("priority", "medium"),): 0.0,
         (("priority", "low"),): 1.0,
     }
+
+
+async def test_readiness_does_not_wait_behind_requests_holding_every_pooled_connection() -> None:
+    async with keyless_client() as http:
+        pool = db_engine.engine().pool
+        # Every connection requests may have: the pool itself and its overflow.
+        capacity = pool.size() + pool._max_overflow  # type: ignore[attr-defined]
+        held = [await db_engine.engine().connect() for _ in range(capacity)]
+        try:
+            response = await http.get("/readyz")
+        finally:
+            for connection in held:
+                await connection.close()
+
+    assert response.status_code == 200, response.text
+    assert response.json()["checks"] == {"postgresql": "ok", "redis": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+async def test_probes_answer_head_like_get_without_a_body(path: str) -> None:
+    async with keyless_client() as http:
+        get = await http.get(path)
+        head = await http.head(path)
+
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == str(len(get.content))
+
+
+async def test_readiness_head_is_503_when_a_dependency_is_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AGENT_GROWTH_REDIS_URL", NOTHING_LISTENS_REDIS)
+
+    async with keyless_client() as http:
+        response = await http.head("/readyz")
+
+    assert response.status_code == 503
+    assert response.content == b""

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth.db.models import CoverageHistory
 from agent_growth.tasks import lifecycle
-from tests.api.conftest import WORKER_ID, run_as_worker
+from tests import factories
+from tests.api.conftest import WORKER_ID, Corpus, run_as_worker
 
 Refresh = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -221,3 +222,37 @@ async def test_history_of_an_unknown_agent_is_404(client: httpx.AsyncClient) -> 
     response = await client.get(f"/api/v1/agents/{uuid.uuid4()}/coverage/history")
 
     assert response.status_code == 404
+
+
+async def test_a_cursor_is_refused_for_another_agent_or_other_bounds(
+    client: httpx.AsyncClient, session: AsyncSession, corpus: Corpus, agent_id: uuid.UUID
+) -> None:
+    other_agent = await factories.make_agent(session, [corpus.nodes["Arts"]], name="other")
+    day = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+    for agent in (agent_id, other_agent):
+        await add_history(session, agent, day, day + dt.timedelta(hours=1))
+    page = await history_getter(client, agent_id)(limit=1, start_date="2026-03-01")
+    cursor = page["next_cursor"]
+    assert cursor is not None
+
+    misuses: list[tuple[uuid.UUID, dict[str, str]]] = [
+        (other_agent, {"start_date": "2026-03-01"}),
+        (agent_id, {}),
+        (agent_id, {"start_date": "2026-02-01"}),
+    ]
+    for agent, bounds in misuses:
+        response = await client.get(
+            f"/api/v1/agents/{agent}/coverage/history",
+            params={"limit": 1, "cursor": cursor, **bounds},
+        )
+        assert response.status_code == 422, (agent, bounds, response.text)
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", "cursor"]
+        assert "another agent or other filters" in error["msg"]
+
+    same = await client.get(
+        f"/api/v1/agents/{agent_id}/coverage/history",
+        params={"limit": 1, "cursor": cursor, "start_date": "2026-03-01T00:00:00Z"},
+    )
+    assert same.status_code == 200, same.text
+    assert stamps(same.json()) == [day]

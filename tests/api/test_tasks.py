@@ -7,7 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
+from fastapi import FastAPI
+from redis.asyncio.client import Pipeline
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth.tasks import queue
@@ -140,3 +143,81 @@ async def test_listing_refuses_an_unknown_status_naming_the_allowed_ones(
     assert error["loc"] == ["query", "status"]
     for allowed in ("pending", "running", "completed", "failed", "cancelled", "timeout"):
         assert allowed in error["msg"]
+
+
+async def test_a_cursor_is_refused_with_other_filters(
+    client: httpx.AsyncClient, agent_id: uuid.UUID, refresh: Refresh
+) -> None:
+    for _ in range(3):
+        await refresh(agent_id)
+    page = (await client.get(TASKS, params={"limit": 1, "status": "pending"})).json()
+    cursor = page["next_cursor"]
+    assert cursor is not None
+
+    for filters in ({}, {"status": "cancelled"}, {"status": "pending", "agent_id": str(agent_id)}):
+        response = await client.get(TASKS, params={"limit": 1, "cursor": cursor, **filters})
+        assert response.status_code == 422, (filters, response.text)
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", "cursor"]
+        assert "another agent or other filters" in error["msg"]
+
+    same = await client.get(TASKS, params={"limit": 5, "cursor": cursor, "status": "pending"})
+    assert same.status_code == 200, same.text
+    assert len(same.json()["items"]) == 2
+
+
+async def test_listing_shows_the_queue_position_of_pending_tasks(
+    client: httpx.AsyncClient,
+    session: AsyncSession,
+    redis_client: aioredis.Redis,
+    agent_id: uuid.UUID,
+    refresh: Refresh,
+) -> None:
+    low = (await refresh(agent_id, priority="low"))["task_id"]
+    running = (await refresh(agent_id, priority="high"))["task_id"]
+    await run_as_worker(session, redis_client, running, status=None)
+    medium = (await refresh(agent_id, priority="medium"))["task_id"]
+    high = (await refresh(agent_id, priority="high"))["task_id"]
+    cancelled = (await refresh(agent_id, priority="high"))["task_id"]
+    await client.delete(f"{TASKS}/{cancelled}")
+
+    response = await client.get(TASKS)
+
+    assert response.status_code == 200, response.text
+    positions = {task["task_id"]: task["queue_position"] for task in response.json()["items"]}
+    assert positions == {high: 1, medium: 2, low: 3, running: None, cancelled: None}
+    for task_id in (high, medium, low):
+        status = (await client.get(f"{TASKS}/{task_id}")).json()
+        assert status["queue_position"] == positions[task_id]
+
+
+async def test_listing_reads_every_queue_position_in_one_redis_round_trip(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    agent_id: uuid.UUID,
+    refresh: Refresh,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for priority in ("low", "medium", "high", "high", "low"):
+        await refresh(agent_id, priority=priority)
+    redis: aioredis.Redis = app.state.redis
+    round_trips: list[str] = []
+    execute_command = redis.execute_command
+    execute_pipeline = Pipeline.execute
+
+    async def count_command(*args: Any, **options: Any) -> Any:
+        round_trips.append(str(args[0]))
+        return await execute_command(*args, **options)
+
+    async def count_pipeline(pipe: Pipeline, raise_on_error: bool = True) -> list[Any]:
+        round_trips.append("pipeline")
+        return await execute_pipeline(pipe, raise_on_error)
+
+    monkeypatch.setattr(redis, "execute_command", count_command)
+    monkeypatch.setattr(Pipeline, "execute", count_pipeline)
+
+    response = await client.get(TASKS)
+
+    assert response.status_code == 200, response.text
+    assert sorted(task["queue_position"] for task in response.json()["items"]) == [1, 2, 3, 4, 5]
+    assert round_trips == ["pipeline"]

@@ -161,3 +161,51 @@ async def test_a_name_that_does_not_resolve_is_reported_as_such() -> None:
     # RFC 6761 reserves `.invalid`: no resolver ever answers for it.
     with pytest.raises(guard.UnresolvableWebhookHost, match="cannot resolve hooks.invalid"):
         await guard.resolve_and_check("hooks.invalid", port=443)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("https://exa mple.com/", "host 'exa%20mple.com' is not a valid host name"),
+        ("https://hooks_1.example.com/", "host 'hooks_1.example.com' is not a valid host name"),
+        ("https://hooks..example.com/", "letters, digits or hyphens"),
+        ("https://.example.com/", "letters, digits or hyphens"),
+        ("https://-hooks.example.com/", "not starting or ending with a hyphen"),
+        ("https://" + "a" * 64 + ".example.com/", "1 to 63 letters"),
+        ("https://" + "a." * 127 + "com/", "at most 253 characters"),
+        ("https://1.2.3.4.5/", "is not a valid IP address"),
+        ("https://1.2.3.999/", "Invalid IPv4 address"),
+        ("https://hooks.example.com:99999/", "port 99999 is out of range"),
+        ("https://hooks.example.com:65536/", "port 65536 is out of range"),
+        ("https://hooks.example.com:0/", "port 0 is out of range"),
+        ("https://hooks.example.com:-1/", "port -1 is out of range"),
+        ("https://user:secret@hooks.example.com/", "must not carry credentials"),
+        ("https://token@hooks.example.com/", "must not carry credentials"),
+        ("https://hooks.example.com/x#section", "must not have a fragment"),
+    ],
+)
+def test_malformed_hosts_ports_credentials_and_fragments_are_refused(
+    url: str, message: str
+) -> None:
+    # The suite allows private targets, so these are refused for their form alone.
+    with pytest.raises(errors.InvalidInput) as refused:
+        guard.check_webhook_url(url)
+
+    assert refused.value.field == "webhook_url"
+    assert message in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://bücher.example/hook",  # checked in its IDNA form, xn--bcher-kva.example
+        "https://xn--bcher-kva.example/hook",
+        "https://hooks.example.com./hook",
+        "https://hooks.example.com:1/hook",
+        "https://hooks.example.com:65535/hook",
+        "https://a-b.c-d.example/hook",
+        "https://" + "a" * 63 + ".example/hook",
+    ],
+)
+def test_well_formed_names_and_ports_are_accepted(public_only: None, url: str) -> None:
+    guard.check_webhook_url(url)

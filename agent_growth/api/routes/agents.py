@@ -5,8 +5,9 @@ taxonomy, and ids are what other systems store. Either way it is resolved and ch
 one taxonomy version before anything is written, and every unknown node is named in the 422.
 
 Deleting an agent first cancels its open tasks through the task lifecycle, so no worker keeps
-computing coverage for an agent that is gone; the rows then go by cascade. Known limit: webhook
-events of those cancellations go with them, so their receivers are not told.
+computing coverage for an agent that is gone; the rows then go by cascade. Of concurrent deletes
+of one agent exactly one answers 204 and the others 404. Known limit: webhook events of those
+cancellations go with them, so their receivers are not told.
 """
 
 from __future__ import annotations
@@ -21,17 +22,26 @@ from sqlalchemy import delete, select, text, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth import coverage
-from agent_growth.api import pagination
+from agent_growth.api import pagination, request_body
 from agent_growth.api.deps import RedisDep, SessionDep
 from agent_growth.api.routes import API_PREFIX
-from agent_growth.api.schemas import AgentCreate, AgentOut, AgentPage, Problem, Text, VersionName
+from agent_growth.api.schemas import (
+    AgentCreate,
+    AgentOut,
+    AgentPage,
+    NameFilter,
+    Problem,
+    VersionName,
+)
 from agent_growth.db.models import Agent, BackgroundTask, CoverageTarget, TaxonomyNode
 from agent_growth.errors import AgentNotFound, InvalidInput, TaskAlreadyFinished, TaskNotFound
 from agent_growth.tasks import lifecycle
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix=f"{API_PREFIX}/agents", tags=["agents"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/agents", tags=["agents"], route_class=request_body.JsonBodyRoute
+)
 
 CURSOR_KIND = "agents"
 
@@ -209,13 +219,14 @@ async def list_agents(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=pagination.MAX_CURSOR_CHARS)] = None,
     name: Annotated[
-        Text | None, Query(max_length=200, description="Case-insensitive substring of the name.")
+        NameFilter | None, Query(description="Case-insensitive substring of the name.")
     ] = None,
     taxonomy_version: Annotated[VersionName | None, Query()] = None,
 ) -> AgentPage:
+    filters = {"name": name, "taxonomy_version": taxonomy_version}
     statement = select(Agent).order_by(Agent.created_at, Agent.id).limit(limit + 1)
     if cursor is not None:
-        after = pagination.decode(CURSOR_KIND, cursor, uuid_ident=True)
+        after = pagination.decode(CURSOR_KIND, cursor, filters=filters, uuid_ident=True)
         statement = statement.where(
             tuple_(Agent.created_at, Agent.id) > tuple_(after.at, uuid.UUID(after.ident))
         )
@@ -229,7 +240,9 @@ async def list_agents(
     next_cursor = None
     if len(found) > limit:
         last = page[-1]
-        next_cursor = pagination.encode(CURSOR_KIND, at=last.created_at, ident=last.id)
+        next_cursor = pagination.encode(
+            CURSOR_KIND, at=last.created_at, ident=last.id, filters=filters
+        )
     by_agent = await _targets_by_agent(session, [agent.id for agent in page])
     return AgentPage(
         items=[_agent_out(agent, by_agent[agent.id]) for agent in page], next_cursor=next_cursor
@@ -258,7 +271,10 @@ async def get_agent(agent_id: uuid.UUID, session: SessionDep) -> AgentOut:
     responses={404: {"model": Problem}},
 )
 async def delete_agent(agent_id: uuid.UUID, session: SessionDep, redis: RedisDep) -> None:
-    if await session.get(Agent, agent_id) is None:
+    # Concurrent deletes of one agent queue on this row lock; once the first commits, the others
+    # find no row here and answer 404.
+    locked = await session.scalar(select(Agent.id).where(Agent.id == agent_id).with_for_update())
+    if locked is None:
         raise AgentNotFound(agent_id)
 
     open_tasks = await session.scalars(
@@ -272,6 +288,10 @@ async def delete_agent(agent_id: uuid.UUID, session: SessionDep, redis: RedisDep
         with contextlib.suppress(TaskAlreadyFinished, TaskNotFound):
             await lifecycle.cancel(session, redis, task_id)
 
-    await session.execute(delete(Agent).where(Agent.id == agent_id))
+    # Cancelling commits, which lets the lock go: the delete itself says who removed the row.
+    deleted = await session.scalar(delete(Agent).where(Agent.id == agent_id).returning(Agent.id))
+    if deleted is None:
+        await session.rollback()
+        raise AgentNotFound(agent_id)
     await session.commit()
     logger.info("agent %s deleted", agent_id)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import func, select, tuple_
 
 from agent_growth import coverage
-from agent_growth.api import pagination, time_range
+from agent_growth.api import pagination, request_body, time_range
 from agent_growth.api.deps import SessionDep
 from agent_growth.api.routes import API_PREFIX
 from agent_growth.api.schemas import (
@@ -32,6 +32,7 @@ router = APIRouter(
     prefix=f"{API_PREFIX}/agents/{{agent_id}}/coverage",
     tags=["coverage"],
     responses={404: {"model": Problem}},
+    route_class=request_body.JsonBodyRoute,
 )
 
 CURSOR_KIND = "history"
@@ -54,7 +55,12 @@ async def get_gaps(
     session: SessionDep,
     threshold: Annotated[
         float,
-        Query(ge=0, le=1, description="A node is a gap below this share of its target."),
+        Query(
+            ge=0,
+            le=1,
+            allow_inf_nan=False,
+            description="A node is a gap below this share of its target.",
+        ),
     ] = coverage.DEFAULT_THRESHOLD,
 ) -> GapsOut:
     result = await coverage.compute_coverage(session, agent_id, threshold=threshold)
@@ -72,7 +78,10 @@ async def get_history(
     cursor: Annotated[str | None, Query(max_length=pagination.MAX_CURSOR_CHARS)] = None,
 ) -> HistoryPage:
     start_at, end_before = time_range.window(start_date=start_date, end_date=end_date)
-    after = None if cursor is None else pagination.decode(CURSOR_KIND, cursor, uuid_ident=True)
+    filters = {"agent_id": agent_id, "start_at": start_at, "end_before": end_before}
+    after = None
+    if cursor is not None:
+        after = pagination.decode(CURSOR_KIND, cursor, filters=filters, uuid_ident=True)
     if await session.get(Agent, agent_id) is None:
         raise AgentNotFound(agent_id)
 
@@ -99,7 +108,9 @@ async def get_history(
     next_cursor = None
     if len(found) > limit:
         last = page[-1]
-        next_cursor = pagination.encode(CURSOR_KIND, at=last.timestamp, ident=last.id)
+        next_cursor = pagination.encode(
+            CURSOR_KIND, at=last.timestamp, ident=last.id, filters=filters
+        )
 
     return HistoryPage(
         agent_id=agent_id,

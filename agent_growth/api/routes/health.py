@@ -2,7 +2,13 @@
 
 `/healthz` answers as long as the process serves requests, so a PostgreSQL outage does not get
 every API pod restarted. `/readyz` asks PostgreSQL and Redis, each under a short timeout, and
-answers 503 naming what is down, so traffic goes elsewhere until they answer again.
+answers 503 naming what is down, so traffic goes elsewhere until they answer again. Both answer
+HEAD as well, with the status and headers of GET and no body.
+
+Readiness asks PostgreSQL over an engine of its own (`probe_engine`, one connection and two
+spare), not the pool that requests share: under a burst that holds every pooled connection, a
+probe waiting its turn behind the burst would report a healthy database as down and take a
+busy pod out of service exactly when it is needed.
 """
 
 from __future__ import annotations
@@ -11,13 +17,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_growth.api.deps import RedisDep
 from agent_growth.api.schemas import Alive, Readiness
-from agent_growth.db import engine as db_engine
 from agent_growth.tasks import queue
 
 logger = logging.getLogger(__name__)
@@ -27,10 +33,24 @@ router = APIRouter(tags=["health"])
 CHECK_TIMEOUT_S = 2.0
 """Each dependency must answer within this; probes themselves usually time out after a few s."""
 
+# Probes come a few at a time: one connection kept open, two more while they overlap.
+PROBE_POOL_SIZE = 1
+PROBE_POOL_OVERFLOW = 2
 
-async def _check_postgresql() -> None:
-    async with db_engine.session_factory()() as session:
-        await session.execute(text("SELECT 1"))
+
+def probe_engine(database_url: str) -> AsyncEngine:
+    """The engine readiness checks use; it connects on the first check, not when created."""
+    return create_async_engine(
+        database_url,
+        pool_size=PROBE_POOL_SIZE,
+        max_overflow=PROBE_POOL_OVERFLOW,
+        pool_timeout=CHECK_TIMEOUT_S,
+    )
+
+
+async def _check_postgresql(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 async def _check(name: str, probe: Awaitable[None]) -> str:
@@ -46,9 +66,31 @@ async def _check(name: str, probe: Awaitable[None]) -> str:
     return "ok"
 
 
+def _without_body(response: Response) -> Response:
+    """The answer to HEAD: the status and headers GET would have, without its body."""
+    return Response(status_code=response.status_code, headers=dict(response.headers))
+
+
 @router.get("/healthz", response_model=Alive, summary="Liveness")
 async def healthz() -> Alive:
     return Alive(status="alive")
+
+
+@router.head("/healthz", include_in_schema=False)
+async def healthz_head() -> Response:
+    return _without_body(JSONResponse(Alive(status="alive").model_dump()))
+
+
+async def _readiness(request: Request, redis: RedisDep) -> JSONResponse:
+    engine: AsyncEngine = request.app.state.probe_engine
+    postgresql, redis_state = await asyncio.gather(
+        _check("postgresql", _check_postgresql(engine)), _check("redis", queue.ping(redis))
+    )
+    checks = {"postgresql": postgresql, "redis": redis_state}
+    if all(state == "ok" for state in checks.values()):
+        return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
+    readiness = Readiness(status="unavailable", checks=checks)
+    return JSONResponse(status_code=503, content=readiness.model_dump())
 
 
 @router.get(
@@ -57,12 +99,10 @@ async def healthz() -> Alive:
     summary="Readiness: PostgreSQL and Redis answer",
     responses={503: {"model": Readiness, "description": "A dependency is down"}},
 )
-async def readyz(redis: RedisDep) -> Readiness | JSONResponse:
-    postgresql, redis_state = await asyncio.gather(
-        _check("postgresql", _check_postgresql()), _check("redis", queue.ping(redis))
-    )
-    checks = {"postgresql": postgresql, "redis": redis_state}
-    if all(state == "ok" for state in checks.values()):
-        return Readiness(status="ready", checks=checks)
-    readiness = Readiness(status="unavailable", checks=checks)
-    return JSONResponse(status_code=503, content=readiness.model_dump())
+async def readyz(request: Request, redis: RedisDep) -> JSONResponse:
+    return await _readiness(request, redis)
+
+
+@router.head("/readyz", include_in_schema=False)
+async def readyz_head(request: Request, redis: RedisDep) -> Response:
+    return _without_body(await _readiness(request, redis))

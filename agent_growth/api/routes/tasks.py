@@ -7,7 +7,8 @@ CoverageRefresh resource named after the task, and the operator queues it. Eithe
 is written first, and removed again when the second step fails, so a 503 leaves nothing behind.
 
 The `/agents/tasks` routes live here and are registered before `/agents/{agent_id}`, which would
-otherwise read `tasks` as a malformed agent id.
+otherwise read `tasks` as a malformed agent id. For the same reason `DELETE /agents/tasks` has a
+route of its own that answers 405, since `DELETE /agents/{agent_id}` would take it otherwise.
 """
 
 from __future__ import annotations
@@ -17,44 +18,52 @@ import uuid
 from typing import Annotated, Any
 
 import redis.asyncio as aioredis
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
+from redis.exceptions import RedisError
 from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent_growth.api import pagination
+from agent_growth.api import pagination, request_body
 from agent_growth.api.deps import RedisDep, SessionDep, SettingsDep
 from agent_growth.api.routes import API_PREFIX
 from agent_growth.api.schemas import (
     Problem,
     RefreshRequest,
     TaskConflict,
-    TaskOut,
+    TaskId,
     TaskPage,
     TaskStatusName,
     TaskStatusOut,
-    Text,
 )
 from agent_growth.db.models import Agent, BackgroundTask
 from agent_growth.errors import AgentNotFound, TaskNotFound
 from agent_growth.settings import Settings
-from agent_growth.tasks import lifecycle, status
+from agent_growth.tasks import lifecycle, queue, status
 from agent_growth.webhooks import guard
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix=f"{API_PREFIX}/agents", tags=["tasks"])
+router = APIRouter(
+    prefix=f"{API_PREFIX}/agents", tags=["tasks"], route_class=request_body.JsonBodyRoute
+)
 
 CURSOR_KIND = "tasks"
 
-TaskId = Annotated[Text, Path(max_length=80, examples=["agent-coverage-0d4c..."])]
+TaskIdPath = Annotated[TaskId, Path(examples=["agent-coverage-0d4c..."])]
 
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "Queue or cluster down; see Retry-After"}
 }
 
 
-def _task_out(task: BackgroundTask) -> TaskOut:
-    return TaskOut.model_validate(status.task_fields(task))
+async def _queue_positions(redis: aioredis.Redis, tasks: list[BackgroundTask]) -> dict[str, int]:
+    """Queue positions of the pending tasks of a page, in one Redis round trip."""
+    pending = [(task.task_id, task.priority) for task in tasks if task.status == "pending"]
+    try:
+        return await queue.positions(redis, pending)
+    except (RedisError, OSError) as exc:
+        logger.warning("queue positions of a task page unknown: %s", exc)
+        return {}
 
 
 async def _task_status_out(
@@ -63,21 +72,31 @@ async def _task_status_out(
     return TaskStatusOut.model_validate(await status.task_status(session, redis, task))
 
 
-@router.get("/tasks", response_model=TaskPage, summary="List tasks, newest first")
+@router.get(
+    "/tasks",
+    response_model=TaskPage,
+    summary="List tasks, newest first",
+    description=(
+        "A pending task carries its current `queue_position`, read for the whole page at once; "
+        "`estimated_completion_at` is the stored one, and the task's status computes a fresh ETA."
+    ),
+)
 async def list_tasks(
     session: SessionDep,
+    redis: RedisDep,
     status_: Annotated[TaskStatusName | None, Query(alias="status")] = None,
     agent_id: uuid.UUID | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=pagination.MAX_CURSOR_CHARS)] = None,
 ) -> TaskPage:
+    filters = {"status": status_, "agent_id": agent_id}
     statement = (
         select(BackgroundTask)
         .order_by(BackgroundTask.created_at.desc(), BackgroundTask.task_id.desc())
         .limit(limit + 1)
     )
     if cursor is not None:
-        after = pagination.decode(CURSOR_KIND, cursor)
+        after = pagination.decode(CURSOR_KIND, cursor, filters=filters)
         statement = statement.where(
             tuple_(BackgroundTask.created_at, BackgroundTask.task_id)
             < tuple_(after.at, after.ident)
@@ -92,8 +111,26 @@ async def list_tasks(
     next_cursor = None
     if len(found) > limit:
         last = page[-1]
-        next_cursor = pagination.encode(CURSOR_KIND, at=last.created_at, ident=last.task_id)
-    return TaskPage(items=[_task_out(task) for task in page], next_cursor=next_cursor)
+        next_cursor = pagination.encode(
+            CURSOR_KIND, at=last.created_at, ident=last.task_id, filters=filters
+        )
+    positions = await _queue_positions(redis, page)
+    items = [
+        TaskStatusOut.model_validate(
+            {**status.task_fields(task), "queue_position": positions.get(task.task_id)}
+        )
+        for task in page
+    ]
+    return TaskPage(items=items, next_cursor=next_cursor)
+
+
+@router.delete("/tasks", include_in_schema=False)
+async def cancel_all_tasks() -> None:
+    raise HTTPException(
+        status_code=405,
+        detail="tasks are cancelled one at a time, with DELETE /api/v1/agents/tasks/{task_id}",
+        headers={"Allow": "GET"},
+    )
 
 
 @router.get(
@@ -102,7 +139,7 @@ async def list_tasks(
     summary="Read a task by id alone",
     responses={404: {"model": Problem}},
 )
-async def get_task(task_id: TaskId, session: SessionDep, redis: RedisDep) -> TaskStatusOut:
+async def get_task(task_id: TaskIdPath, session: SessionDep, redis: RedisDep) -> TaskStatusOut:
     task = await session.get(BackgroundTask, task_id)
     if task is None:
         raise TaskNotFound(task_id)
@@ -121,7 +158,7 @@ async def get_task(task_id: TaskId, session: SessionDep, redis: RedisDep) -> Tas
     ),
     responses={404: {"model": Problem}, 409: {"model": TaskConflict}},
 )
-async def cancel_task(task_id: TaskId, session: SessionDep, redis: RedisDep) -> None:
+async def cancel_task(task_id: TaskIdPath, session: SessionDep, redis: RedisDep) -> None:
     await lifecycle.cancel(session, redis, task_id)
 
 
@@ -210,7 +247,7 @@ async def _create_in_cluster(
     responses={404: {"model": Problem}},
 )
 async def get_task_status(
-    agent_id: uuid.UUID, task_id: TaskId, session: SessionDep, redis: RedisDep
+    agent_id: uuid.UUID, task_id: TaskIdPath, session: SessionDep, redis: RedisDep
 ) -> TaskStatusOut:
     task = await session.get(BackgroundTask, task_id)
     if task is None or task.agent_id != agent_id:
