@@ -27,12 +27,13 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent_growth import kube, metrics
-from agent_growth.errors import AgentNotFound, QueueUnavailable
+from agent_growth.errors import AgentNotFound, InvalidInput, QueueUnavailable
 from agent_growth.operator import drift, peering
 from agent_growth.operator import status as status_
 from agent_growth.operator.mirror import ResourceKey, ResourceLogger
 from agent_growth.operator.runtime import Runtime
 from agent_growth.tasks import lifecycle
+from agent_growth.webhooks import guard
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,15 @@ async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool
         message = f"spec.agentId must be an agent's UUID, got {spec.get('agentId')!r}"
         await _reject(runtime, body, log, reason="InvalidSpec", message=message)
         return
+
+    # The CRD only checks the scheme; the API refuses these same URLs with a 422.
+    if spec.get("webhookUrl"):
+        try:
+            guard.check_webhook_url(str(spec["webhookUrl"]))
+        except InvalidInput as exc:
+            message = f"spec.webhookUrl: {exc.message}"
+            await _reject(runtime, body, log, reason="InvalidSpec", message=message)
+            return
 
     try:
         async with runtime.session() as session:

@@ -91,6 +91,23 @@ async def test_an_unknown_agent_fails_the_resource_once_without_retrying(k8s, ku
         assert (await fresh.scalars(select(BackgroundTask))).all() == []
 
 
+async def test_a_webhook_to_a_metadata_address_fails_the_resource(
+    k8s, kubeconfig_path, agent_id, monkeypatch
+):
+    monkeypatch.setenv("AGENT_GROWTH_WEBHOOK_ALLOW_PRIVATE", "false")
+    body = refresh_body("nosy", agent_id, webhookUrl="http://169.254.169.254/latest/meta-data")
+    async with running_operator():
+        await create(k8s, body)
+        await wait_until(lambda: phase(k8s, "nosy") == "Failed", what="Failed")
+
+    status = resource(k8s, "nosy")["status"]
+    assert status["message"].startswith("spec.webhookUrl: ")
+    accepted = next(c for c in status["conditions"] if c["type"] == "Accepted")
+    assert accepted["reason"] == "InvalidSpec"
+    async with engine.session_factory()() as fresh:
+        assert (await fresh.scalars(select(BackgroundTask))).all() == []
+
+
 async def test_progress_reaches_the_status_of_a_running_task(
     k8s, kubeconfig_path, agent_id, monkeypatch
 ):
