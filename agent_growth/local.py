@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import redis
+from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from agent_growth.db import engine, migrate
@@ -71,10 +72,12 @@ class LocalStack:
         """Drop and recreate the database, migrate it, and empty the Redis database."""
         url = make_url(self.database_url)
         maintenance = engine.psycopg_dsn(url.set(database="postgres").render_as_string(False))
+        name = sql.Identifier(self.database)
         with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{self.database}"')
-        redis.Redis.from_url(self.env["AGENT_GROWTH_REDIS_URL"]).flushdb()
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        with redis.Redis.from_url(self.env["AGENT_GROWTH_REDIS_URL"]) as client:
+            client.flushdb()
         migrate.upgrade(self.database_url)
 
     @contextlib.contextmanager

@@ -8,6 +8,7 @@ missing API key, or webhooks allowed to reach private addresses.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -24,6 +25,13 @@ class Settings(BaseSettings):
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/agent_growth"
     """SQLAlchemy URL of the PostgreSQL database, with the psycopg 3 driver."""
+
+    database_pool_size: int = Field(default=10, ge=1)
+    """Connections each process keeps to PostgreSQL (as many again may open under load). A
+    worker needs about one per task slot plus two for its heartbeat and reconciler."""
+
+    migrations_dir: Path | None = None
+    """Where the Alembic migrations live; unset means `migrations/` beside the package source."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis that carries the queue and the cancellation signals."""
@@ -57,6 +65,10 @@ class Settings(BaseSettings):
 
     reconcile_interval_s: float = Field(default=2.0, gt=0)
     """How often workers re-queue lost tasks and reclaim expired leases."""
+
+    deadline_grace_s: float = Field(default=10.0, ge=0)
+    """Past its deadline plus this, a task whose worker did not stop it is ended as timeout by
+    the other workers (and, in a cluster, by the operator)."""
 
     worker_drain_timeout_s: float = Field(default=30.0, ge=0)
     """On SIGTERM a worker lets running tasks finish this long, then hands the rest back."""
@@ -98,7 +110,10 @@ class Settings(BaseSettings):
     """Priority of this replica in peering; unset picks a random one, so one replica leads."""
 
     log_format: Literal["text", "json"] = "text"
-    log_level: str = "INFO"
+    """`json` writes one JSON object per line, for log collectors; `text` suits a terminal."""
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe records written."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -113,6 +128,21 @@ class Settings(BaseSettings):
         if isinstance(value, str) and value.lower() in {"on", "off"}:
             return value.lower() == "on"
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _leases_outlive_heartbeats(self) -> Settings:
+        # Leases are renewed every heartbeat; one delayed renewal must not look like a death.
+        if self.lease_ttl_s < 3 * self.heartbeat_interval_s:
+            raise ValueError(
+                f"AGENT_GROWTH_LEASE_TTL_S ({self.lease_ttl_s}) must be at least three times"
+                f" AGENT_GROWTH_HEARTBEAT_INTERVAL_S ({self.heartbeat_interval_s})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

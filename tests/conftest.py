@@ -30,6 +30,7 @@ from agent_growth.db import engine as db_engine  # noqa: E402
 from agent_growth.db import migrate  # noqa: E402
 from agent_growth.db.models import Base  # noqa: E402
 from agent_growth.settings import get_settings  # noqa: E402
+from agent_growth.tasks import status  # noqa: E402
 
 API_KEY = "test-key"
 
@@ -51,6 +52,7 @@ def database_url() -> str:
 def _clean_state(database_url: str) -> Iterator[None]:
     """Every test starts with empty tables and an empty Redis database."""
     get_settings.cache_clear()
+    status.forget_recent_duration()
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     with psycopg.connect(db_engine.psycopg_dsn(database_url), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {tables} CASCADE")

@@ -25,7 +25,10 @@ from agent_growth.settings import get_settings
 @functools.cache
 def engine() -> AsyncEngine:
     # pool_pre_ping: a PostgreSQL restart must not fail the first request after it.
-    return create_async_engine(get_settings().database_url, pool_pre_ping=True, pool_size=10)
+    settings = get_settings()
+    return create_async_engine(
+        settings.database_url, pool_pre_ping=True, pool_size=settings.database_pool_size
+    )
 
 
 @functools.cache
@@ -56,5 +59,8 @@ def ensure_database(database_url: str | None = None) -> bool:
         ).fetchone()
         if exists:
             return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or "")))
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or "")))
+        except psycopg.errors.DuplicateDatabase:
+            return False  # Another process created it between our check and ours.
         return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic import command
@@ -15,7 +14,7 @@ DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(database_url: str | None = None) -> Config:
-    directory = Path(os.environ.get("AGENT_GROWTH_MIGRATIONS_DIR", DEFAULT_MIGRATIONS_DIR))
+    directory = get_settings().migrations_dir or DEFAULT_MIGRATIONS_DIR
     config = Config()
     config.set_main_option("script_location", str(directory))
     config.attributes["database_url"] = database_url or get_settings().database_url

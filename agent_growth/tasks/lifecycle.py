@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agent_growth import metrics
 from agent_growth.db.models import Agent, BackgroundTask, CoverageHistory
 from agent_growth.errors import (
     AgentNotFound,
@@ -38,10 +39,14 @@ logger = logging.getLogger(__name__)
 
 TASK_ID_PREFIX = "agent-coverage-"
 
+FinalStatus = Literal["completed", "failed", "cancelled", "timeout"]
+
 # A pending row younger than this may be between its commit and its enqueue; leave it be.
 REQUEUE_MIN_AGE_S = 2.0
 
-Task = BackgroundTask
+# In cluster mode the API commits the row, then creates its resource, whose operator queues it;
+# the Kubernetes call may take up to its own timeout (kube.REQUEST_TIMEOUT_S, 10 s) first.
+CLUSTER_REQUEUE_MIN_AGE_S = 30.0
 
 
 def new_task_id() -> str:
@@ -53,7 +58,7 @@ def _seconds(value: Any) -> Any:
     return func.make_interval(0, 0, 0, 0, 0, 0, value)
 
 
-async def _update_returning(session: AsyncSession, statement: Any) -> list[Task]:
+async def _update_returning(session: AsyncSession, statement: Any) -> list[BackgroundTask]:
     statement = statement.returning(BackgroundTask).execution_options(populate_existing=True)
     return list((await session.scalars(statement)).all())
 
@@ -67,7 +72,7 @@ async def create_task(
     webhook_url: str | None = None,
     task_id: str | None = None,
     resource_namespace: str | None = None,
-) -> Task:
+) -> BackgroundTask:
     """Insert and commit a pending task; it runs only once `enqueue` has queued it."""
     if await session.get(Agent, agent_id) is None:
         raise AgentNotFound(agent_id)
@@ -100,7 +105,7 @@ async def ensure_task(
     timeout_seconds: int,
     webhook_url: str | None,
     resource_namespace: str | None,
-) -> tuple[Task, bool]:
+) -> tuple[BackgroundTask, bool]:
     """The row behind a resource: the existing one, or a new pending one (then True)."""
     existing = await session.get(BackgroundTask, task_id)
     if existing is not None:
@@ -125,7 +130,7 @@ async def ensure_task(
     return task, True
 
 
-async def enqueue(redis: aioredis.Redis, task: Task) -> None:
+async def enqueue(redis: aioredis.Redis, task: BackgroundTask) -> None:
     """Put a pending task in the queue; the one path by which the API and the operator queue."""
     if task.status != "pending":
         return
@@ -142,7 +147,7 @@ async def submit(
     priority: str = "medium",
     timeout_seconds: int = 300,
     webhook_url: str | None = None,
-) -> Task:
+) -> BackgroundTask:
     """Row first, then queue. If Redis fails in between, the row goes too: nothing is orphaned."""
     await queue.ping(redis)
     task = await create_task(
@@ -170,7 +175,7 @@ async def discard(session: AsyncSession, task_id: str) -> None:
     await session.commit()
 
 
-async def cancel(session: AsyncSession, redis: aioredis.Redis, task_id: str) -> Task:
+async def cancel(session: AsyncSession, redis: aioredis.Redis, task_id: str) -> BackgroundTask:
     """Cancel a pending task at once, or ask the worker of a running one to stop."""
     cancelled = await _update_returning(
         session,
@@ -193,9 +198,7 @@ async def cancel(session: AsyncSession, redis: aioredis.Redis, task_id: str) -> 
         except QueueUnavailable as exc:
             # The claim refuses a cancelled task, so a stale queue entry is only a wasted pop.
             logger.warning("task %s cancelled but still queued: %s", task_id, exc)
-        await events.publish(
-            redis, events.TaskEvent(task_id, task.status, task.progress_percentage)
-        )
+        await _announce_ended(redis, [task])
         logger.info("task %s cancelled while pending", task_id)
         return task
 
@@ -218,7 +221,7 @@ async def cancel(session: AsyncSession, redis: aioredis.Redis, task_id: str) -> 
     raise TaskAlreadyFinished(task_id, finished.status)
 
 
-async def claim(session: AsyncSession, *, task_id: str, worker_id: str) -> Task | None:
+async def claim(session: AsyncSession, *, task_id: str, worker_id: str) -> BackgroundTask | None:
     """Take a popped task under a lease; None when it is no longer pending (cancelled, taken)."""
     settings = get_settings()
     claimed = await _update_returning(
@@ -239,11 +242,24 @@ async def claim(session: AsyncSession, *, task_id: str, worker_id: str) -> Task 
     return claimed[0] if claimed else None
 
 
-async def heartbeat(session: AsyncSession, *, worker_id: str) -> dict[str, bool]:
-    """Renew every lease this worker holds: {task_id: cancellation requested} for those kept."""
+async def heartbeat(
+    session: AsyncSession, *, worker_id: str, task_ids: Sequence[str]
+) -> dict[str, bool]:
+    """Renew the leases of `task_ids` that this worker still holds.
+
+    Returns {task_id: cancellation requested} for the leases kept; a task missing from the
+    answer was lost. Only the tasks the worker is running are named, so a task it has lost
+    track of keeps no lease alive and is reclaimed.
+    """
+    if not task_ids:
+        return {}
     statement = (
         update(BackgroundTask)
-        .where(BackgroundTask.lease_owner == worker_id, BackgroundTask.status == "running")
+        .where(
+            BackgroundTask.task_id.in_(task_ids),
+            BackgroundTask.lease_owner == worker_id,
+            BackgroundTask.status == "running",
+        )
         .values(lease_expires_at=func.now() + _seconds(get_settings().lease_ttl_s))
         .returning(BackgroundTask.task_id, BackgroundTask.cancellation_requested)
     )
@@ -288,16 +304,18 @@ async def finish(
     *,
     task_id: str,
     worker_id: str,
-    status: str,
+    status: FinalStatus,
     result: dict[str, Any] | None = None,
     error: str | None = None,
     history: CoverageHistory | None = None,
-) -> Task | None:
+) -> BackgroundTask | None:
     """End a running task this worker holds; with `history`, record it in the same transaction.
 
     Returns None when the lease was lost (the task was reclaimed or ended by someone else); then
     nothing is written, which is how a task completes at most once.
     """
+    if history is not None and status != "completed":
+        raise ValueError("only a completed task records coverage history")
     values: dict[str, Any] = {
         "status": status,
         "completed_at": func.now(),
@@ -327,24 +345,44 @@ async def finish(
         return None
 
     task = finished[0]
-    if history is not None and task.completed_at is not None:
-        history.timestamp = task.completed_at
-        session.add(history)
-        await session.execute(
-            update(Agent)
-            .where(Agent.id == task.agent_id)
-            .values(
-                coverage_percent=history.overall_coverage,
-                total_documents=history.total_documents,
-                total_chunks=history.total_chunks,
-                last_coverage_update=task.completed_at,
-            )
-        )
+    if history is not None:
+        await _record_history(session, task, history)
     outbox.add_event(session, task)
     await session.commit()
-    await events.publish(redis, events.TaskEvent(task_id, status, task.progress_percentage))
+    await _announce_ended(redis, [task])
     logger.info("task %s ended %s", task_id, status)
     return task
+
+
+async def _record_history(
+    session: AsyncSession, task: BackgroundTask, history: CoverageHistory
+) -> None:
+    """Stage the history row of a completed task and the agent's cached coverage."""
+    if task.completed_at is not None:
+        history.timestamp = task.completed_at
+    session.add(history)
+    await session.execute(
+        update(Agent)
+        .where(Agent.id == task.agent_id)
+        .values(
+            coverage_percent=history.overall_coverage,
+            total_documents=history.total_documents,
+            total_chunks=history.total_chunks,
+            last_coverage_update=task.completed_at,
+        )
+    )
+
+
+async def _announce_ended(redis: aioredis.Redis, tasks: Sequence[BackgroundTask]) -> None:
+    """Count ended tasks in the metrics and tell watchers, once their status is committed."""
+    for task in tasks:
+        metrics.TASKS_FINISHED.labels(task.status).inc()
+        if task.started_at is not None and task.completed_at is not None:
+            took_s = (task.completed_at - task.started_at).total_seconds()
+            metrics.TASK_DURATION.observe(max(took_s, 0.0))
+        await events.publish(
+            redis, events.TaskEvent(task.task_id, task.status, task.progress_percentage)
+        )
 
 
 async def hand_back(
@@ -378,7 +416,7 @@ async def hand_back(
     return True
 
 
-async def reap_expired(session: AsyncSession, redis: aioredis.Redis) -> list[Task]:
+async def reap_expired(session: AsyncSession, redis: aioredis.Redis) -> list[BackgroundTask]:
     """Take back running tasks whose lease lapsed: re-queue them, or end them after max attempts."""
     max_attempts = get_settings().max_attempts
     lapsed = (
@@ -420,7 +458,9 @@ async def reap_expired(session: AsyncSession, redis: aioredis.Redis) -> list[Tas
             outbox.add_event(session, task)
     await session.commit()
 
-    await _requeue(redis, [task for task in reaped if task.status == "pending"])
+    requeued = [task for task in reaped if task.status == "pending"]
+    await _requeue(redis, requeued)
+    metrics.TASKS_RECLAIMED.inc(len(reaped))
     for task in reaped:
         logger.warning(
             "task %s lost its worker (attempt %d of %d); now %s",
@@ -429,19 +469,35 @@ async def reap_expired(session: AsyncSession, redis: aioredis.Redis) -> list[Tas
             max_attempts,
             task.status,
         )
-        await events.publish(
-            redis, events.TaskEvent(task.task_id, task.status, task.progress_percentage)
-        )
+    for task in requeued:
+        await events.publish(redis, events.TaskEvent(task.task_id, "pending", 0))
+    await _announce_ended(redis, [task for task in reaped if task.status != "pending"])
     return reaped
 
 
 async def requeue_lost(session: AsyncSession, redis: aioredis.Redis) -> int:
-    """Queue again every pending task that Redis no longer holds (after Redis lost its data)."""
+    """Queue again every pending task that Redis no longer holds (after Redis lost its data).
+
+    Redis normally holds every pending task, so first a count compares the two: only when
+    PostgreSQL has more pending tasks than the queue holds are the pending rows read and pushed
+    again (a push keeps the place of a task already queued).
+    """
+    pending = await session.scalar(select(func.count()).where(BackgroundTask.status == "pending"))
+    queued = sum((await queue.depth(redis)).values())
+    if not pending or pending <= queued:
+        await session.commit()
+        return 0
+
+    # Rows of resources are queued by the operator; give it time to create the resource first.
+    min_age_s = case(
+        (BackgroundTask.resource_namespace.is_(None), REQUEUE_MIN_AGE_S),
+        else_=CLUSTER_REQUEUE_MIN_AGE_S,
+    )
     statement = select(
         BackgroundTask.task_id, BackgroundTask.priority, BackgroundTask.created_at
     ).where(
         BackgroundTask.status == "pending",
-        BackgroundTask.created_at < func.now() - _seconds(REQUEUE_MIN_AGE_S),
+        BackgroundTask.created_at < func.now() - _seconds(min_age_s),
     )
     rows = (await session.execute(statement)).all()
     await session.commit()
@@ -480,13 +536,11 @@ async def expire_overdue(
     for task in expired:
         logger.warning("task %s overran its deadline; ended as timeout", task.task_id)
         await events.signal_cancel(redis, task.task_id)
-        await events.publish(
-            redis, events.TaskEvent(task.task_id, "timeout", task.progress_percentage)
-        )
+    await _announce_ended(redis, expired)
     return [task.task_id for task in expired]
 
 
-async def _requeue(redis: aioredis.Redis, tasks: Sequence[Task]) -> None:
+async def _requeue(redis: aioredis.Redis, tasks: Sequence[BackgroundTask]) -> None:
     try:
         await queue.push_many(
             redis, [(task.task_id, task.priority, task.created_at) for task in tasks]

@@ -224,7 +224,12 @@ async def wait_for_work(redis: aioredis.Redis, *, timeout_s: float) -> None:
 
 
 async def announce_worker(redis: aioredis.Redis, *, worker_id: str, slots: int) -> None:
-    await redis.zadd(workers_key(), {f"{worker_id}|{slots}": time.time()})
+    """Mark this worker alive, and forget the workers silent for longer than the window."""
+    now = time.time()
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zadd(workers_key(), {f"{worker_id}|{slots}": now})
+        pipe.zremrangebyscore(workers_key(), "-inf", now - WORKER_SEEN_WINDOW_S)
+        await pipe.execute()
 
 
 async def retire_worker(redis: aioredis.Redis, *, worker_id: str, slots: int) -> None:
@@ -232,10 +237,9 @@ async def retire_worker(redis: aioredis.Redis, *, worker_id: str, slots: int) ->
 
 
 async def worker_capacity(redis: aioredis.Redis) -> int:
-    """Task slots of the workers seen recently; the basis of queue ETAs."""
+    """Task slots of the workers seen recently; the basis of queue ETAs. Reads only."""
     cutoff = time.time() - WORKER_SEEN_WINDOW_S
-    await redis.zremrangebyscore(workers_key(), "-inf", cutoff)
-    members = await redis.zrange(workers_key(), 0, -1)
+    members = await redis.zrangebyscore(workers_key(), cutoff, "+inf")
     slots = [int(_text(member).rsplit("|", 1)[1]) for member in members]  # type: ignore[arg-type]
     return sum(slots)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -24,6 +25,12 @@ logger = logging.getLogger(__name__)
 
 # How many recent completions the typical duration is averaged over.
 RECENT_COMPLETIONS = 50
+
+# The typical duration changes slowly; one process re-reads it at most this often, so that a
+# burst of status requests costs one aggregate query, not one each.
+TYPICAL_DURATION_TTL_S = 5.0
+
+_typical: tuple[float, float | None] = (float("-inf"), None)
 
 PUBLIC_FIELDS = (
     "task_id",
@@ -47,6 +54,23 @@ PUBLIC_FIELDS = (
 
 
 async def recent_duration_s(session: AsyncSession) -> float | None:
+    """Mean run time of the latest completed tasks, cached for `TYPICAL_DURATION_TTL_S`."""
+    global _typical
+    read_at, value = _typical
+    if time.monotonic() - read_at < TYPICAL_DURATION_TTL_S:
+        return value
+    value = await _read_recent_duration_s(session)
+    _typical = (time.monotonic(), value)
+    return value
+
+
+def forget_recent_duration() -> None:
+    """Drop the cached typical duration (a new database, as in tests)."""
+    global _typical
+    _typical = (float("-inf"), None)
+
+
+async def _read_recent_duration_s(session: AsyncSession) -> float | None:
     recent = (
         select((BackgroundTask.completed_at - BackgroundTask.started_at).label("took"))
         .where(BackgroundTask.status == "completed")

@@ -11,8 +11,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from agent_growth import coverage
-from agent_growth.db import engine
 from agent_growth.db.models import BackgroundTask, CoverageHistory
 from agent_growth.settings import get_settings
 
@@ -20,7 +21,7 @@ Progress = Callable[[int], Awaitable[None]]
 
 
 async def run(
-    task: BackgroundTask, *, progress: Progress
+    task: BackgroundTask, *, session: AsyncSession, progress: Progress
 ) -> tuple[dict[str, Any], CoverageHistory]:
     """The task's result (as stored and sent by webhook) and its history row."""
     step_delay_s = get_settings().worker_step_delay_s
@@ -32,8 +33,7 @@ async def run(
 
     if step_delay_s:
         await asyncio.sleep(step_delay_s)
-    async with engine.session_factory()() as session:
-        outcome = await coverage.compute_coverage(session, task.agent_id, progress=stage_done)
+    outcome = await coverage.compute_coverage(session, task.agent_id, progress=stage_done)
 
     result = {
         "overall_coverage": outcome.overall_coverage,
@@ -50,13 +50,6 @@ async def run(
         total_documents=outcome.total_documents,
         total_chunks=outcome.total_chunks,
         version=outcome.version,
-        node_coverage={
-            key: {
-                "documents": outcome.document_counts[key],
-                "target": outcome.target_counts[key],
-                "coverage": percent,
-            }
-            for key, percent in outcome.node_coverage.items()
-        },
+        node_coverage=outcome.node_summary(),
     )
     return result, history

@@ -17,14 +17,14 @@ import logging
 import os
 import signal
 import socket
-import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Literal
+from typing import Any, Literal
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth import logs, metrics
 from agent_growth.db import engine
@@ -38,6 +38,14 @@ from agent_growth.worker import health, refresh
 logger = logging.getLogger(__name__)
 
 StopReason = Literal["cancel", "lost", "hand_back"]
+
+# What `lifecycle.finish` records: status, and result, error or history as they apply.
+Outcome = dict[str, Any]
+
+
+class LeaseLost(Exception):
+    """The task's lease was taken over; its work must stop without recording anything."""
+
 
 # How long an idle worker blocks on the wake-up list before looking at the queue again.
 IDLE_WAIT_S = 1.0
@@ -114,12 +122,13 @@ class Worker:
         grace_s = self.settings.webhook_timeout_s + 1
         try:
             await asyncio.wait_for(delivery.deliver_due(), timeout=grace_s)
-        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        except Exception as exc:  # Exiting matters more than these attempts; others retry.
             logger.warning("last webhook deliveries before exit failed: %r", exc)
-        self._delivery_stop.set()
+        finally:
+            self._delivery_stop.set()
         try:
             await asyncio.wait_for(delivering, timeout=grace_s)
-        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+        except Exception as exc:
             logger.warning("webhook delivery did not stop cleanly: %r", exc)
 
     async def _take_work(self) -> None:
@@ -135,7 +144,20 @@ class Worker:
                 continue
             if task is None:
                 continue
-            self._running[task.task_id] = asyncio.create_task(self._execute(task))
+            self._spawn(task)
+
+    def _spawn(self, task: BackgroundTask) -> None:
+        running = asyncio.create_task(self._execute(task))
+        self._running[task.task_id] = running
+
+        # A done callback, not a `finally` in `_execute`: a task cancelled before its first
+        # step never runs its body, and its slot must be freed all the same.
+        def forget(_: asyncio.Task[None]) -> None:
+            self._running.pop(task.task_id, None)
+            self._finishing.discard(task.task_id)
+            self._stop_reasons.pop(task.task_id, None)
+
+        running.add_done_callback(forget)
 
     async def _next_task(self) -> BackgroundTask | None:
         popped = await queue.pop(self._redis)
@@ -158,58 +180,72 @@ class Worker:
         return task
 
     async def _execute(self, task: BackgroundTask) -> None:
+        """Run one claimed task to a recorded outcome; every path frees its slot."""
         task_id = task.task_id
         logs.current_task_id.set(task_id)
-        claimed_at = time.monotonic()
         metrics.TASKS_RUNNING.inc()
+        outcome: Outcome | None = None
         try:
-            status, result, error, history = "completed", None, None, None
-            try:
-                async with asyncio.timeout(task.timeout_seconds):
-                    result, history = await refresh.run(
-                        task, progress=lambda percent: self._report(task_id, percent)
-                    )
-            except TimeoutError:
-                status = "timeout"
-                error = f"exceeded its deadline of {task.timeout_seconds} s"
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-                await self._stopped(task_id, self._stop_reasons.pop(task_id, "lost"))
-                return
-            except Exception as exc:
-                logger.exception("task %s failed", task_id)
-                status, error = "failed", f"{type(exc).__name__}: {exc}"
-
-            self._finishing.add(task_id)
+            # One session, hence one connection at a time, per running task.
             async with engine.session_factory()() as session:
-                finished = await lifecycle.finish(
-                    session,
-                    self._redis,
-                    task_id=task_id,
-                    worker_id=self.worker_id,
-                    status=status,
-                    result=result,
-                    error=error,
-                    history=history,
-                )
-            if finished is not None:
-                metrics.TASKS_FINISHED.labels(status).inc()
-                metrics.TASK_DURATION.observe(time.monotonic() - claimed_at)
+                outcome = await self._run(task, session)
+                if outcome is not None:
+                    self._finishing.add(task_id)
+                    await lifecycle.finish(
+                        session, self._redis, task_id=task_id, worker_id=self.worker_id, **outcome
+                    )
         except (SQLAlchemyError, RedisError, OSError) as exc:
-            # The lease lapses and another worker takes the task again.
-            logger.warning("task %s could not be recorded: %s", task_id, exc)
+            if outcome is not None:
+                # Its lease lapses and another worker takes the task again.
+                logger.warning("task %s could not be recorded: %s", task_id, exc)
+        try:
+            if outcome is None:
+                await self._stopped(task_id, self._stop_reasons.get(task_id, "lost"))
+        except (SQLAlchemyError, RedisError, OSError, QueueUnavailable) as exc:
+            logger.warning("task %s stopped, but that could not be recorded: %s", task_id, exc)
         finally:
             metrics.TASKS_RUNNING.dec()
-            self._running.pop(task_id, None)
-            self._finishing.discard(task_id)
-            self._stop_reasons.pop(task_id, None)
+
+    async def _run(self, task: BackgroundTask, session: AsyncSession) -> Outcome | None:
+        """The refresh under its deadline: the outcome to record, or None when it was stopped."""
+        task_id = task.task_id
+
+        async def report(percent: int) -> None:
+            kept = await lifecycle.report_progress(
+                session, self._redis, task_id=task_id, worker_id=self.worker_id, progress=percent
+            )
+            if not kept:
+                raise LeaseLost(task_id)
+
+        deadline = asyncio.timeout(task.timeout_seconds)
+        try:
+            async with deadline:
+                result, history = await refresh.run(task, session=session, progress=report)
+        except TimeoutError as exc:
+            if deadline.expired():
+                error = f"exceeded its deadline of {task.timeout_seconds} s"
+                return {"status": "timeout", "error": error}
+            logger.exception("task %s failed", task_id)
+            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            return None
+        except LeaseLost:
+            self._stop_reasons.setdefault(task_id, "lost")
+            return None
+        except Exception as exc:
+            logger.exception("task %s failed", task_id)
+            return {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        return {"status": "completed", "result": result, "history": history}
 
     async def _stopped(self, task_id: str, reason: StopReason) -> None:
+        if reason == "lost":
+            logger.warning("task %s stopped: %s lost its lease", task_id, self.worker_id)
+            return
         async with engine.session_factory()() as session:
             if reason == "cancel":
-                metrics.TASKS_FINISHED.labels("cancelled").inc()
                 await lifecycle.finish(
                     session,
                     self._redis,
@@ -218,18 +254,10 @@ class Worker:
                     status="cancelled",
                     error="cancelled while running",
                 )
-            elif reason == "hand_back":
+            else:
                 await lifecycle.hand_back(
                     session, self._redis, task_id=task_id, worker_id=self.worker_id
                 )
-            else:
-                logger.warning("task %s stopped: %s lost its lease", task_id, self.worker_id)
-
-    async def _report(self, task_id: str, percent: int) -> None:
-        async with engine.session_factory()() as session:
-            await lifecycle.report_progress(
-                session, self._redis, task_id=task_id, worker_id=self.worker_id, progress=percent
-            )
 
     def _stop_task(self, task_id: str, reason: StopReason) -> None:
         running = self._running.get(task_id)
@@ -240,11 +268,13 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         self.liveness.tick()
-        if not self._running:
+        # Judge only the tasks known before the renewal: one claimed meanwhile is not lost.
+        task_ids = list(self._running)
+        if not task_ids:
             return
         async with engine.session_factory()() as session:
-            held = await lifecycle.heartbeat(session, worker_id=self.worker_id)
-        for task_id in list(self._running):
+            held = await lifecycle.heartbeat(session, worker_id=self.worker_id, task_ids=task_ids)
+        for task_id in task_ids:
             if task_id not in held:
                 self._stop_task(task_id, "lost")
             elif held[task_id]:
@@ -257,6 +287,9 @@ class Worker:
                 self._redis, owner=self.worker_id, ttl_s=self.settings.reconcile_interval_s
             ):
                 await lifecycle.requeue_lost(session, self._redis)
+                await lifecycle.expire_overdue(
+                    session, self._redis, grace_s=self.settings.deadline_grace_s
+                )
 
     async def _announce(self) -> None:
         await queue.announce_worker(self._redis, worker_id=self.worker_id, slots=self.concurrency)

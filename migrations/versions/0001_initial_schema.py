@@ -1,4 +1,7 @@
-"""initial schema
+"""Initial schema: taxonomy, corpus, agents, tasks, coverage history and webhooks.
+
+PostgreSQL is the source of truth for every task; Redis only mirrors the queue, so all task
+state, leases included, lives in `background_tasks`.
 
 Revision ID: 0001
 Revises:

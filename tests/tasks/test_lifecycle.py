@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,7 +104,7 @@ async def test_cancelling_a_running_task_asks_its_worker(session, redis_client, 
     requested = await lifecycle.cancel(session, redis_client, task_id)
 
     assert requested.status == "running"
-    assert await lifecycle.heartbeat(session, worker_id="w1") == {task_id: True}
+    assert await lifecycle.heartbeat(session, worker_id="w1", task_ids=[task_id]) == {task_id: True}
 
 
 async def test_cancelling_a_finished_task_names_its_status(session, redis_client, agent_id) -> None:
@@ -124,6 +125,7 @@ async def test_a_worker_that_lost_its_lease_cannot_finish(
     session, redis_client, agent_id, monkeypatch
 ) -> None:
     monkeypatch.setenv("AGENT_GROWTH_LEASE_TTL_S", "0.1")
+    monkeypatch.setenv("AGENT_GROWTH_HEARTBEAT_INTERVAL_S", "0.02")
     get_settings.cache_clear()
     task_id = await submit(session, redis_client, agent_id)
     await queue.pop(redis_client)
@@ -149,6 +151,7 @@ async def test_a_task_whose_workers_keep_dying_fails_after_max_attempts(
     session, redis_client, agent_id, monkeypatch
 ) -> None:
     monkeypatch.setenv("AGENT_GROWTH_LEASE_TTL_S", "0.05")
+    monkeypatch.setenv("AGENT_GROWTH_HEARTBEAT_INTERVAL_S", "0.01")
     monkeypatch.setenv("AGENT_GROWTH_MAX_ATTEMPTS", "3")
     get_settings.cache_clear()
     task_id = await submit(session, redis_client, agent_id)
@@ -201,3 +204,39 @@ async def test_overdue_running_tasks_are_ended_as_timeout(session, redis_client,
     task = await fetch(task_id)
     assert task.status == "timeout"
     assert "deadline of 1 s" in (task.error or "")
+
+
+async def test_a_heartbeat_renews_only_the_tasks_it_names(session, redis_client, agent_id) -> None:
+    named = await submit(session, redis_client, agent_id)
+    forgotten = await submit(session, redis_client, agent_id)
+    await lifecycle.claim(session, task_id=named, worker_id="w1")
+    await lifecycle.claim(session, task_id=forgotten, worker_id="w1")
+    lease_before = (await fetch(forgotten)).lease_expires_at
+
+    held = await lifecycle.heartbeat(session, worker_id="w1", task_ids=[named])
+
+    assert held == {named: False}
+    assert (await fetch(forgotten)).lease_expires_at == lease_before
+
+
+async def test_tasks_ended_by_the_reaper_are_counted(
+    session, redis_client, agent_id, monkeypatch
+) -> None:
+    monkeypatch.setenv("AGENT_GROWTH_LEASE_TTL_S", "0.05")
+    monkeypatch.setenv("AGENT_GROWTH_HEARTBEAT_INTERVAL_S", "0.01")
+    monkeypatch.setenv("AGENT_GROWTH_MAX_ATTEMPTS", "1")
+    get_settings.cache_clear()
+    failed_before = (
+        REGISTRY.get_sample_value("agent_growth_tasks_finished_total", {"status": "failed"}) or 0.0
+    )
+    task_id = await submit(session, redis_client, agent_id)
+    await lifecycle.claim(session, task_id=task_id, worker_id="doomed")
+    await asyncio.sleep(0.15)
+
+    await lifecycle.reap_expired(session, redis_client)
+
+    assert (await fetch(task_id)).status == "failed"
+    failed_after = REGISTRY.get_sample_value(
+        "agent_growth_tasks_finished_total", {"status": "failed"}
+    )
+    assert failed_after == failed_before + 1

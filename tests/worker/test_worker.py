@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from agent_growth.db.models import Agent, CoverageHistory
 from agent_growth.settings import get_settings
 from agent_growth.tasks import lifecycle, queue
+from agent_growth.worker.runner import Worker
 from tests import factories
 from tests.running import running_worker
 from tests.webhooks.receiver import Receiver
@@ -196,3 +197,33 @@ async def test_a_task_finished_while_draining_still_sends_its_webhook(
         ]
     finally:
         receiver.close()
+
+
+async def test_a_task_stopped_before_its_first_step_frees_its_slot(
+    session, redis_client, agent_id
+) -> None:
+    task = await lifecycle.submit(session, redis_client, agent_id=agent_id)
+    worker = Worker(concurrency=1)
+    claimed = await lifecycle.claim(session, task_id=task.task_id, worker_id=worker.worker_id)
+
+    worker._spawn(claimed)
+    worker._stop_task(task.task_id, "cancel")
+    await asyncio.sleep(0.05)
+
+    assert worker.running_task_ids == []
+
+
+async def test_workers_end_a_task_whose_worker_overran_its_deadline(
+    session, redis_client, agent_id, monkeypatch
+) -> None:
+    monkeypatch.setenv("AGENT_GROWTH_DEADLINE_GRACE_S", "0")
+    monkeypatch.setenv("AGENT_GROWTH_RECONCILE_INTERVAL_S", "0.2")
+    task = await lifecycle.submit(session, redis_client, agent_id=agent_id, timeout_seconds=1)
+    await queue.pop(redis_client)
+    # A worker that claimed it, keeps its lease alive, and never stops the work.
+    await lifecycle.claim(session, task_id=task.task_id, worker_id="wedged")
+
+    async with running_worker():
+        done = await wait_for_status(task.task_id, "timeout", timeout_s=10)
+
+    assert done.error == "exceeded its deadline of 1 s; its worker did not stop it"
