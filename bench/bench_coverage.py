@@ -27,7 +27,11 @@ from agent_growth.db import engine as db_engine
 from agent_growth.db import migrate
 from agent_growth.db.models import Agent, TaxonomyNode
 
-DEFAULT_CORPUS = Path("/work/shared/data/wikispeedia")
+ROOT = Path(__file__).resolve().parents[1]
+# The full corpus sits beside the checkout on the development machines; elsewhere the bundled
+# trimmed copy (every document and label, shorter texts) stands in.
+FULL_CORPUS = ROOT.parent / "shared" / "data" / "wikispeedia"
+DEFAULT_CORPUS = FULL_CORPUS if FULL_CORPUS.is_dir() else ROOT / "data" / "wikispeedia"
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/agent_growth_bench_coverage"
 LARGE_SUBTREES = ("Science", "Geography", "History")
 WARMUP_RUNS = 2
@@ -118,6 +122,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
 
+    print(f"corpus: {args.corpus_dir}")
     prepare_database(args.database_url)
     first = corpus.load_corpus(args.corpus_dir, database_url=args.database_url, progress=False)
     print(f"load: {first.summary()}")

@@ -28,6 +28,17 @@ from agent_growth.settings import get_settings
 # Workers that have not announced themselves for this long no longer count towards capacity.
 WORKER_SEEN_WINDOW_S: Final = 15.0
 
+# A command that takes longer than this means Redis is in trouble; fail rather than hang. It
+# stays above IDLE_WAIT_S-style blocking reads (BLPOP) that workers issue.
+SOCKET_TIMEOUT_S: Final = 5.0
+
+# Redis on the network answers a connect within milliseconds; two seconds is an outage.
+CONNECT_TIMEOUT_S: Final = 2.0
+
+# An idle pooled connection is pinged before reuse after this long, so a Redis restart costs
+# no failed request.
+HEALTH_CHECK_INTERVAL_S: Final = 10
+
 # Connections one process keeps to Redis; far more than one process's concurrent requests need.
 MAX_CONNECTIONS: Final = 64
 
@@ -96,9 +107,9 @@ def connect(url: str | None = None) -> aioredis.Redis:
         url or get_settings().redis_url,
         max_connections=MAX_CONNECTIONS,
         timeout=POOL_WAIT_S,
-        socket_timeout=5,
-        socket_connect_timeout=2,
-        health_check_interval=10,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
     )
     return aioredis.Redis(connection_pool=pool)
 
