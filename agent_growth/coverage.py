@@ -39,11 +39,10 @@ _AGENT_SQL = text(
     """
 )
 
-# The agent's own nodes seed the walk; children must share the agent's taxonomy version, so a
-# node of another version hung below a scope node stays out. UNION (not UNION ALL) drops nodes
+# The scope of some nodes: they seed the walk, and children must share their taxonomy version, so
+# a node of another version hung below a scope node stays out. UNION (not UNION ALL) drops nodes
 # reached twice, when an agent names a node and one of its ancestors.
-_SCOPE_SQL = text(
-    """
+_SCOPE_CTE = """
     WITH RECURSIVE scope(id) AS (
         SELECT n.id FROM taxonomy_nodes n
         WHERE n.id = ANY(CAST(:node_ids AS uuid[])) AND n.version = :version
@@ -52,11 +51,25 @@ _SCOPE_SQL = text(
         JOIN scope ON child.parent_id = scope.id
         WHERE child.version = :version
     )
+"""
+
+_SCOPE_SQL = text(
+    _SCOPE_CTE
+    + """
     SELECT n.id, n.key, n.path, COALESCE(t.target_docs, :default_target) AS target
     FROM scope
     JOIN taxonomy_nodes n ON n.id = scope.id
     LEFT JOIN coverage_targets t ON t.agent_id = :agent_id AND t.node_id = n.id
     ORDER BY n.key
+    """
+)
+
+# The scope nodes that a list of references names, each by key or by id written as text.
+_SCOPE_NODES_NAMED_SQL = text(
+    _SCOPE_CTE
+    + """
+    SELECT n.id, n.key FROM scope JOIN taxonomy_nodes n ON n.id = scope.id
+    WHERE n.key = ANY(CAST(:refs AS text[])) OR CAST(n.id AS text) = ANY(CAST(:refs AS text[]))
     """
 )
 
@@ -142,6 +155,31 @@ class CoverageResult:
         }
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Agent:
+    agent_id: uuid.UUID
+    node_ids: list[uuid.UUID]
+    version: str
+    default_target: int
+    min_confidence: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ScopeNode:
+    node_id: uuid.UUID
+    key: str
+    path: str
+    target: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Counts:
+    documents_by_id: dict[uuid.UUID, int]
+    """Distinct documents at or below each scope node; a node without any is absent."""
+    total_documents: int
+    total_chunks: int
+
+
 async def compute_coverage(
     session: AsyncSession,
     agent_id: uuid.UUID,
@@ -151,57 +189,22 @@ async def compute_coverage(
 ) -> CoverageResult:
     """Coverage of one agent's scope now; reports 25 after resolving the scope, 75 after counting.
 
-    Only reads; the caller owns the transaction.
+    Only reads, in at most three queries whatever the size of the scope; the caller owns the
+    transaction.
     """
     if not 0 <= threshold <= 1:
         raise InvalidInput("threshold", f"{threshold} is outside [0, 1]; 0.5 means half the target")
 
-    agent = (await session.execute(_AGENT_SQL, {"agent_id": agent_id})).one_or_none()
-    if agent is None:
-        raise AgentNotFound(agent_id)
-    node_ids, version, default_target, min_confidence = agent
-
-    scope = (
-        await session.execute(
-            _SCOPE_SQL,
-            {
-                "node_ids": list(node_ids),
-                "version": version,
-                "default_target": default_target,
-                "agent_id": agent_id,
-            },
-        )
-    ).all()
+    agent = await _load_agent(session, agent_id)
+    scope = await _load_scope(session, agent)
     if progress is not None:
         await progress(25)
 
-    documents_by_id: dict[uuid.UUID, int] = {}
-    total_documents = total_chunks = 0
-    if scope:
-        rows = await session.execute(
-            _COUNTS_SQL,
-            {
-                "scope_ids": [row.id for row in scope],
-                "version": version,
-                "min_confidence": min_confidence,
-            },
-        )
-        for ancestor, documents, chunks in rows:
-            if ancestor is None:
-                total_documents, total_chunks = documents, chunks
-            else:
-                documents_by_id[ancestor] = documents
+    counts = await _count_documents(session, agent=agent, scope=scope)
     if progress is not None:
         await progress(75)
 
-    result = _assemble(
-        agent_id=agent_id,
-        version=version,
-        scope=[(row.id, row.key, row.path, row.target) for row in scope],
-        documents_by_id=documents_by_id,
-        totals=(total_documents, total_chunks),
-        threshold=threshold,
-    )
+    result = _assemble(agent=agent, scope=scope, counts=counts, threshold=threshold)
     logger.debug(
         "Coverage of agent %s: %.2f%% over %d nodes, %d gaps",
         agent_id,
@@ -212,40 +215,95 @@ async def compute_coverage(
     return result
 
 
+async def _load_agent(session: AsyncSession, agent_id: uuid.UUID) -> _Agent:
+    row = (await session.execute(_AGENT_SQL, {"agent_id": agent_id})).one_or_none()
+    if row is None:
+        raise AgentNotFound(agent_id)
+    return _Agent(
+        agent_id=agent_id,
+        node_ids=list(row.taxonomy_node_ids),
+        version=row.taxonomy_version,
+        default_target=row.target_docs_per_node,
+        min_confidence=row.min_confidence,
+    )
+
+
+async def _load_scope(session: AsyncSession, agent: _Agent) -> list[_ScopeNode]:
+    """The agent's scope nodes by key, each with its target."""
+    rows = await session.execute(
+        _SCOPE_SQL,
+        {
+            "node_ids": agent.node_ids,
+            "version": agent.version,
+            "default_target": agent.default_target,
+            "agent_id": agent.agent_id,
+        },
+    )
+    return [
+        _ScopeNode(node_id=row.id, key=row.key, path=row.path, target=row.target) for row in rows
+    ]
+
+
+async def _count_documents(
+    session: AsyncSession, *, agent: _Agent, scope: list[_ScopeNode]
+) -> _Counts:
+    if not scope:
+        return _Counts(documents_by_id={}, total_documents=0, total_chunks=0)
+
+    rows = await session.execute(
+        _COUNTS_SQL,
+        {
+            "scope_ids": [node.node_id for node in scope],
+            "version": agent.version,
+            "min_confidence": agent.min_confidence,
+        },
+    )
+    documents_by_id: dict[uuid.UUID, int] = {}
+    total_documents = total_chunks = 0
+    for ancestor, documents, chunks in rows:
+        # The one row without an ancestor carries the totals over the whole scope.
+        if ancestor is None:
+            total_documents, total_chunks = documents, chunks
+        else:
+            documents_by_id[ancestor] = documents
+    return _Counts(
+        documents_by_id=documents_by_id,
+        total_documents=total_documents,
+        total_chunks=total_chunks,
+    )
+
+
 def _assemble(
-    *,
-    agent_id: uuid.UUID,
-    version: str,
-    scope: list[tuple[uuid.UUID, str, str, int]],
-    documents_by_id: dict[uuid.UUID, int],
-    totals: tuple[int, int],
-    threshold: float,
+    *, agent: _Agent, scope: list[_ScopeNode], counts: _Counts, threshold: float
 ) -> CoverageResult:
     node_coverage: dict[str, float] = {}
     document_counts: dict[str, int] = {}
     target_counts: dict[str, int] = {}
     gaps: list[Gap] = []
-    for node_id, key, path, target in scope:
-        documents = documents_by_id.get(node_id, 0)
+    for node in scope:
+        key, target = node.key, node.target
+        documents = counts.documents_by_id.get(node.node_id, 0)
         coverage = round(min(documents / target, 1.0) * 100, 2)
         node_coverage[key], document_counts[key], target_counts[key] = coverage, documents, target
         # Compared on exact counts: the percent is rounded for display only.
         if documents < threshold * target:
-            gaps.append(_gap(node_id, key=key, path=path, documents=documents, target=target))
+            gaps.append(
+                _gap(node.node_id, key=key, path=node.path, documents=documents, target=target)
+            )
     gaps.sort(key=lambda gap: (-gap.missing_docs, gap.node_key))
 
     capped = sum(min(document_counts[key], target_counts[key]) for key in target_counts)
     wanted = sum(target_counts.values())
     return CoverageResult(
-        agent_id=agent_id,
+        agent_id=agent.agent_id,
         overall_coverage=round(capped / wanted * 100, 2) if wanted else 0.0,
         node_coverage=node_coverage,
         document_counts=document_counts,
         target_counts=target_counts,
-        total_documents=totals[0],
-        total_chunks=totals[1],
+        total_documents=counts.total_documents,
+        total_chunks=counts.total_chunks,
         gaps=gaps,
-        version=version,
+        version=agent.version,
         calculated_at=dt.datetime.now(dt.UTC),
     )
 
@@ -263,6 +321,22 @@ def _gap(node_id: uuid.UUID, *, key: str, path: str, documents: int, target: int
         missing_docs=missing,
         recommendation=f"Add {missing} {noun} about {path} ({documents} of {target} so far).",
     )
+
+
+async def scope_nodes_named(
+    session: AsyncSession, *, version: str, node_ids: list[uuid.UUID], refs: list[str]
+) -> dict[uuid.UUID, str]:
+    """Key by id of the nodes in the scope of `node_ids` that `refs` name, by key or by id.
+
+    The scope is as for coverage: the nodes of taxonomy `version` among `node_ids` and all their
+    descendants in that version. An id in `refs` must be written in canonical lowercase form.
+    """
+    if not node_ids or not refs:
+        return {}
+    rows = await session.execute(
+        _SCOPE_NODES_NAMED_SQL, {"node_ids": list(node_ids), "version": version, "refs": refs}
+    )
+    return {row.id: row.key for row in rows}
 
 
 async def find_unknown_nodes(

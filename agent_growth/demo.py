@@ -85,7 +85,7 @@ def webhook_receiver(inbox: WebhookInbox) -> Iterator[str]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             valid = signing.verify_signature(
-                WEBHOOK_SECRET, self.headers.get("X-Agent-Growth-Signature"), body
+                WEBHOOK_SECRET, header=self.headers.get("X-Agent-Growth-Signature"), body=body
             )
             with inbox.lock:
                 inbox.events.append(json.loads(body))

@@ -21,7 +21,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from agent_growth import coverage
 from agent_growth.db.models import (
@@ -384,3 +385,39 @@ async def test_unknown_node_ids_and_keys_are_named(session: AsyncSession, forest
     assert unknown_ids == [stranger, forest.nodes["A.old"]]
     assert found == [forest.nodes["B.z"], forest.nodes["A"]]
     assert unknown_keys == ["nope", "A.old"]
+
+
+async def test_scope_nodes_are_named_by_key_or_id_within_the_scope(
+    session: AsyncSession, forest: Corpus
+) -> None:
+    named = await coverage.scope_nodes_named(
+        session,
+        version="1",
+        node_ids=[forest.nodes["A.x"], forest.nodes["B"]],
+        refs=["A.x.i", str(forest.nodes["B.z"]), "A.y", "A.old", "nope"],
+    )
+
+    # A.y is a node of version 1, but outside the scope of A.x and B; A.old is of version 2.
+    assert named == {forest.nodes["A.x.i"]: "A.x.i", forest.nodes["B.z"]: "B.z"}
+
+
+async def test_coverage_takes_three_queries_whatever_the_size_of_the_scope(
+    session: AsyncSession, forest: Corpus
+) -> None:
+    small = await add_agent(session, forest, keys=["B"])
+    large = await add_agent(session, forest, keys=["A", "B"])
+    statements: list[str] = []
+
+    def note(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    assert isinstance(session.bind, AsyncEngine)
+    engine = session.bind.sync_engine
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        for agent_id in (small, large):
+            await coverage.compute_coverage(session, agent_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+    assert len(statements) == 6

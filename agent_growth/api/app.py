@@ -24,7 +24,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 import agent_growth
-from agent_growth.api import deps, errors, request_body
+from agent_growth.api import deps, errors, request_body, task_logging
 from agent_growth.api.routes import agents, coverage, health, metrics, tasks
 from agent_growth.api.schemas import Problem
 from agent_growth.db import engine as db_engine
@@ -57,9 +57,11 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    # The metrics middleware, added last, runs outermost: it counts the 413s of BodyLimit too.
+    # Middleware added later runs further out: metrics count the 413s of BodyLimit too, and the
+    # task id scope covers every record of a request.
     app.add_middleware(request_body.BodyLimit)
     app.add_middleware(metrics.RequestMetrics)
+    app.add_middleware(task_logging.TaskIdScope)
 
     # `/agents/tasks...` before `/agents/{agent_id}`, which would otherwise take `tasks` as an id.
     for resource in (tasks, agents, coverage):

@@ -1,5 +1,9 @@
 """What routes receive from FastAPI: a database session, the Redis client, the settings, and the
 caller's API key, each as an `Annotated` alias so a route's signature says what it uses.
+
+Every dependency is `async def`, although none of them awaits: FastAPI runs a plain `def`
+dependency in its thread pool, a hop that costs more than the work these do. None of them may
+block, for the same reason.
 """
 
 from __future__ import annotations
@@ -34,17 +38,22 @@ async def _session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _redis(request: Request) -> aioredis.Redis:
+async def _redis(request: Request) -> aioredis.Redis:
     client: aioredis.Redis = request.app.state.redis
     return client
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def _settings() -> Settings:
+    # Read once per process and cached, so no file or environment is read per request.
+    return get_settings()
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionDep = Annotated[AsyncSession, Depends(_session)]
 RedisDep = Annotated[aioredis.Redis, Depends(_redis)]
 
 
-def require_api_key(
+async def require_api_key(
     settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]
 ) -> str:
     # compare_digest against every key, so the time taken does not tell which prefix matched.

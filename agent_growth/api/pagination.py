@@ -7,6 +7,9 @@ sharing one timestamp are told apart by their id: none is skipped or repeated, a
 meanwhile do not shift the pages the way OFFSET would. A cursor offered to another list, or to
 the same list with other filters, is refused rather than read as a position it never was.
 Clients treat cursors as opaque strings.
+
+`fetch_page` is the one way a route pages: it reads one row more than the page holds, so it
+knows whether another page follows without counting, and hands out the cursor of the last row.
 """
 
 from __future__ import annotations
@@ -19,11 +22,23 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Query
+from sqlalchemy import Select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from agent_growth.api.errors import InvalidQuery
 
 MAX_CURSOR_CHARS = 512
 """Far above any cursor we hand out; longer strings are refused before decoding."""
+
+DEFAULT_PAGE_SIZE = 100
+"""Rows a page holds unless the client asks for another number."""
+
+MAX_PAGE_SIZE = 1000
+"""The most rows one page may hold: a page is one query and one response held in memory."""
 
 NOT_OURS = (
     "is not a cursor this list returned; pass `next_cursor` from the previous page unchanged, "
@@ -35,13 +50,37 @@ OTHER_FILTERS = (
     "request that returned it, or leave cursor out to start again from the first page"
 )
 
+PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
+CursorParam = Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)]
+
 Filters = Mapping[str, object]
+
+Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)
 class Cursor:
     at: dt.datetime
     ident: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Keyset:
+    """The sort key of one list: a timestamp column and an id column that breaks its ties."""
+
+    kind: str
+    """Names the list inside its cursors, so a cursor of another list is refused."""
+    at: InstrumentedAttribute[dt.datetime]
+    ident: InstrumentedAttribute[Any]
+    newest_first: bool
+    uuid_ident: bool = False
+    """True when the id column holds UUIDs; a cursor must then carry one."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[Row]):
+    rows: list[Row]
+    next_cursor: str | None
 
 
 def _fingerprint(filters: Filters) -> str:
@@ -84,3 +123,49 @@ def decode(kind: str, value: str, *, filters: Filters, uuid_ident: bool = False)
     if payload["f"] != _fingerprint(filters):
         raise InvalidQuery("cursor", OTHER_FILTERS)
     return Cursor(at=at, ident=ident)
+
+
+def position(keyset: Keyset, cursor: str | None, *, filters: Filters) -> Cursor | None:
+    """Where `cursor` resumes `keyset`'s list, None for the first page; InvalidQuery if foreign."""
+    if cursor is None:
+        return None
+    return decode(keyset.kind, cursor, filters=filters, uuid_ident=keyset.uuid_ident)
+
+
+async def fetch_page(
+    session: AsyncSession,
+    statement: Select[Row],
+    *,
+    keyset: Keyset,
+    after: Cursor | None,
+    filters: Filters,
+    limit: int,
+) -> Page[Row]:
+    """Up to `limit` rows of `statement` in `keyset` order after `after`, and the next cursor.
+
+    `statement` carries the filters; `filters` are what the cursor is bound to, so they must
+    name every filter the statement applies.
+    """
+    if keyset.newest_first:
+        statement = statement.order_by(keyset.at.desc(), keyset.ident.desc())
+    else:
+        statement = statement.order_by(keyset.at, keyset.ident)
+    if after is not None:
+        ident: object = uuid.UUID(after.ident) if keyset.uuid_ident else after.ident
+        resumed = tuple_(after.at, ident)
+        key = tuple_(keyset.at, keyset.ident)
+        statement = statement.where(key < resumed if keyset.newest_first else key > resumed)
+
+    # One row past the page says whether another page follows, without counting.
+    found = list((await session.scalars(statement.limit(limit + 1))).all())
+    rows = found[:limit]
+    next_cursor = None
+    if len(found) > limit:
+        last = rows[-1]
+        next_cursor = encode(
+            keyset.kind,
+            at=getattr(last, keyset.at.key),
+            ident=getattr(last, keyset.ident.key),
+            filters=filters,
+        )
+    return Page(rows, next_cursor)

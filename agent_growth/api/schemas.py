@@ -28,6 +28,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from agent_growth.db.models import DEFAULT_PRIORITY, DEFAULT_TIMEOUT_S
+from agent_growth.webhooks import guard
+
 MAX_SCOPE_NODES = 1000
 """Nodes one agent may name; its scope still includes every descendant of them."""
 
@@ -35,6 +38,16 @@ MAX_TARGET_DOCS = 100_000
 """Upper bound of a per-node document target; far above any real corpus, well inside int32."""
 
 MAX_DESCRIPTION_CHARS = 10_000
+"""A few paragraphs say what an agent is for; longer text is a paste gone wrong, not a scope."""
+
+MAX_NODE_KEY_CHARS = 1000
+"""Far beyond any dotted taxonomy path; it bounds what one key in a body can make us look up."""
+
+MAX_VERSION_CHARS = 64
+"""The width of the `taxonomy_nodes.version` and `agents.taxonomy_version` columns."""
+
+MAX_TIMEOUT_S = 3600
+"""The longest deadline a refresh may ask for; the `background_tasks` timeout check agrees."""
 
 MAX_NAME_CHARS = 200
 """The width of the `agents.name` column."""
@@ -78,9 +91,11 @@ Description = Annotated[
 TaskId = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_TASK_ID_CHARS), AfterValidator(_no_nul)
 ]
-NodeKey = Annotated[str, StringConstraints(min_length=1, max_length=1000), AfterValidator(_no_nul)]
+NodeKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_NODE_KEY_CHARS), AfterValidator(_no_nul)
+]
 VersionName = Annotated[
-    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_no_nul)
+    str, StringConstraints(min_length=1, max_length=MAX_VERSION_CHARS), AfterValidator(_no_nul)
 ]
 UtcDatetime = Annotated[
     dt.datetime,
@@ -183,13 +198,13 @@ class GapsOut(BaseModel):
 
 
 class RefreshRequest(RequestBody):
-    webhook_url: Annotated[str, StringConstraints(max_length=2048)] | None = Field(
+    webhook_url: Annotated[str, StringConstraints(max_length=guard.MAX_URL_CHARS)] | None = Field(
         default=None,
         description="Receives a POST when the task ends; a public http(s) URL.",
         examples=["https://hooks.example.com/agent-growth"],
     )
-    priority: Priority = "medium"
-    timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=3600)] = 300
+    priority: Priority = DEFAULT_PRIORITY
+    timeout_seconds: Annotated[int, Field(strict=True, ge=1, le=MAX_TIMEOUT_S)] = DEFAULT_TIMEOUT_S
 
 
 class TaskOut(BaseModel):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -31,6 +31,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 TASK_STATUSES = ("pending", "running", "completed", "failed", "cancelled", "timeout")
 FINISHED_STATUSES = ("completed", "failed", "cancelled", "timeout")
 PRIORITIES = ("high", "medium", "low")
+DEFAULT_PRIORITY: Final = "medium"
+DEFAULT_TIMEOUT_S: Final = 300
+"""A refresh's deadline when none is given: ample for a taxonomy of thousands of nodes."""
 
 # Constraint names follow one pattern so that migrations can name what they drop.
 NAMING = {
@@ -172,8 +175,8 @@ class BackgroundTask(Base):
     agent_id: Mapped[uuid.UUID] = mapped_column(UUID, ForeignKey("agents.id", ondelete="CASCADE"))
     task_type: Mapped[str] = mapped_column(String(40), server_default="coverage_refresh")
     status: Mapped[str] = mapped_column(String(16), server_default="pending")
-    priority: Mapped[str] = mapped_column(String(8), server_default="medium")
-    timeout_seconds: Mapped[int] = mapped_column(Integer, server_default="300")
+    priority: Mapped[str] = mapped_column(String(8), server_default=DEFAULT_PRIORITY)
+    timeout_seconds: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_TIMEOUT_S))
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, server_default=func.now())
     started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     completed_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

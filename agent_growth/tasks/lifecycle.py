@@ -24,7 +24,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth import metrics
-from agent_growth.db.models import Agent, BackgroundTask, CoverageHistory
+from agent_growth.db.models import (
+    DEFAULT_PRIORITY,
+    DEFAULT_TIMEOUT_S,
+    Agent,
+    BackgroundTask,
+    CoverageHistory,
+)
 from agent_growth.errors import (
     AgentNotFound,
     QueueUnavailable,
@@ -67,8 +73,8 @@ async def create_task(
     session: AsyncSession,
     *,
     agent_id: uuid.UUID,
-    priority: str = "medium",
-    timeout_seconds: int = 300,
+    priority: str = DEFAULT_PRIORITY,
+    timeout_seconds: int = DEFAULT_TIMEOUT_S,
     webhook_url: str | None = None,
     task_id: str | None = None,
     resource_namespace: str | None = None,
@@ -144,9 +150,10 @@ async def submit(
     redis: aioredis.Redis,
     *,
     agent_id: uuid.UUID,
-    priority: str = "medium",
-    timeout_seconds: int = 300,
+    priority: str = DEFAULT_PRIORITY,
+    timeout_seconds: int = DEFAULT_TIMEOUT_S,
     webhook_url: str | None = None,
+    task_id: str | None = None,
 ) -> BackgroundTask:
     """Row first, then queue. If Redis fails in between, the row goes too: nothing is orphaned."""
     await queue.ping(redis)
@@ -156,6 +163,7 @@ async def submit(
         priority=priority,
         timeout_seconds=timeout_seconds,
         webhook_url=webhook_url,
+        task_id=task_id,
     )
     try:
         await enqueue(redis, task)

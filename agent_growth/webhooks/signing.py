@@ -34,16 +34,17 @@ def sign(secret: str, body: bytes, *, timestamp_s: int | None = None) -> str:
 
 def verify_signature(
     secret: str,
+    *,
     header: str | None,
     body: bytes | str,
-    *,
     tolerance_s: float = DEFAULT_TOLERANCE_S,
     now_s: float | None = None,
 ) -> bool:
     """True when `header` signs exactly `body` with `secret`, within `tolerance_s` of now.
 
     `body` must be the raw request body as received, before any JSON parsing: re-serialising
-    the parsed payload changes the bytes and breaks the signature.
+    the parsed payload changes the bytes and breaks the signature. `header` and `body` are
+    keyword-only because both may be strings, and swapped they would fail without an error.
     """
     if not header:
         return False

@@ -11,7 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -93,7 +93,7 @@ async def run_as_worker(
     redis: aioredis.Redis,
     task_id: str,
     *,
-    status: str | None = "completed",
+    status: Literal["completed", "failed", "cancelled", "timeout"] | None = "completed",
 ) -> BackgroundTask:
     """Take a queued task the way a worker does, and end it with `status` (None: keep running)."""
     await queue.remove(redis, task_id)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import psycopg
 import pytest
 import trustme
+from prometheus_client import REGISTRY
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,6 +47,28 @@ async def attempts_of(session: AsyncSession, task_id: str) -> list[WebhookDelive
         .order_by(WebhookDelivery.attempt)
     )
     return list(rows.scalars())
+
+
+def deliveries_counted(outcome: str) -> float:
+    """The value of the webhook delivery counter for `outcome`, as a scrape would read it."""
+    value = REGISTRY.get_sample_value("agent_growth_webhook_deliveries_total", {"outcome": outcome})
+    return value or 0.0
+
+
+@pytest.fixture
+async def unrecordable_path(session: AsyncSession, database_url: str) -> AsyncIterator[str]:
+    """A URL path whose attempts PostgreSQL refuses to record, through a real CHECK constraint."""
+    dsn = db_engine.psycopg_dsn(database_url)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE webhook_deliveries ADD CONSTRAINT test_unrecordable"
+            " CHECK (url NOT LIKE '%/unrecordable') NOT VALID"
+        )
+    yield "/unrecordable"
+    # The test's reads hold a lock on the table until their transaction ends.
+    await session.rollback()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE webhook_deliveries DROP CONSTRAINT test_unrecordable")
 
 
 async def outbox_of(session: AsyncSession, task_id: str) -> WebhookOutbox:
@@ -101,6 +125,49 @@ async def test_body_is_the_outbox_payload_as_json(
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["User-Agent"] == f"agent-growth/{agent_growth.__version__}"
     assert request.path == "/hook"
+
+
+async def test_each_recorded_attempt_is_counted_by_its_outcome(
+    stage_event: StageEvent, receiver_factory: ReceiverFactory
+) -> None:
+    flaky = receiver_factory([Reply(503), Reply(200)])
+    refusing = receiver_factory([Reply(400)])
+    await stage_event(url=flaky.url())
+    await stage_event(url=refusing.url())
+    outcomes = ("delivered", "retry", "failed")
+    before = {outcome: deliveries_counted(outcome) for outcome in outcomes}
+
+    assert await deliver_all() == 3
+
+    counted = {outcome: deliveries_counted(outcome) - before[outcome] for outcome in outcomes}
+    assert counted == {"delivered": 1, "retry": 1, "failed": 1}
+
+
+async def test_an_attempt_that_cannot_be_recorded_does_not_stop_the_others(
+    session: AsyncSession,
+    stage_event: StageEvent,
+    receiver_factory: ReceiverFactory,
+    unrecordable_path: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    receiver = receiver_factory()
+    unrecorded = await stage_event(url=receiver.url(unrecordable_path))
+    recorded = await stage_event(url=receiver.url())
+    delivered_before = deliveries_counted("delivered")
+
+    with caplog.at_level(logging.ERROR, logger=delivery.__name__):
+        assert await delivery.deliver_due(policy=fast_policy()) == 2
+
+    assert len(receiver.requests) == 2
+    assert [a.outcome for a in await attempts_of(session, recorded.task_id)] == ["delivered"]
+    assert await attempts_of(session, unrecorded.task_id) == []
+    assert deliveries_counted("delivered") - delivered_before == 1
+    [logged] = [r for r in caplog.records if "could not be recorded" in r.getMessage()]
+    assert getattr(logged, "task_id", None) == unrecorded.task_id
+    # The event stays pending under its claim, to be taken again once the claim runs out.
+    event = await outbox_of(session, unrecorded.task_id)
+    assert (event.state, event.attempts) == ("pending", 0)
+    assert await delivery.deliver_due(policy=fast_policy()) == 0
 
 
 async def test_a_client_error_is_final_after_one_attempt(
@@ -196,8 +263,8 @@ async def test_signature_verifies_with_the_receivers_check(
 
     request = receiver.requests[0]
     header = request.headers[signing.SIGNATURE_HEADER]
-    assert signing.verify_signature("whsec_shared", header, request.body)
-    assert not signing.verify_signature("another-secret", header, request.body)
+    assert signing.verify_signature("whsec_shared", header=header, body=request.body)
+    assert not signing.verify_signature("another-secret", header=header, body=request.body)
     event = await outbox_of(session, task.task_id)
     assert request.headers[signing.EVENT_ID_HEADER] == str(event.event_id)
 

@@ -18,7 +18,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import delete, select, text, tuple_
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth import coverage
@@ -43,26 +43,12 @@ router = APIRouter(
     prefix=f"{API_PREFIX}/agents", tags=["agents"], route_class=request_body.JsonBodyRoute
 )
 
-CURSOR_KIND = "agents"
+KEYSET = pagination.Keyset(
+    kind="agents", at=Agent.created_at, ident=Agent.id, newest_first=False, uuid_ident=True
+)
 
 # Enough to recognise the unknown nodes in an error message without echoing a thousand of them.
 MAX_NAMED_IN_ERROR = 20
-
-# The scope nodes among the ones a coverage target names, by key or by id.
-_TARGET_NODES_SQL = text(
-    """
-    WITH RECURSIVE scope(id) AS (
-        SELECT id FROM taxonomy_nodes
-        WHERE id = ANY(CAST(:node_ids AS uuid[])) AND version = :version
-        UNION
-        SELECT child.id FROM taxonomy_nodes child
-        JOIN scope ON child.parent_id = scope.id
-        WHERE child.version = :version
-    )
-    SELECT n.id, n.key FROM scope JOIN taxonomy_nodes n ON n.id = scope.id
-    WHERE n.key = ANY(CAST(:refs AS text[])) OR CAST(n.id AS text) = ANY(CAST(:refs AS text[]))
-    """
-)
 
 
 def _listed(values: list[str]) -> str:
@@ -121,13 +107,12 @@ async def _resolve_targets(
             return ref
 
     refs = {canonical(ref): target for ref, target in body.coverage_targets.items()}
-    rows = await session.execute(
-        _TARGET_NODES_SQL,
-        {"node_ids": node_ids, "version": body.taxonomy_version, "refs": list(refs)},
+    named = await coverage.scope_nodes_named(
+        session, version=body.taxonomy_version, node_ids=node_ids, refs=list(refs)
     )
     targets: dict[uuid.UUID, int] = {}
     matched: set[str] = set()
-    for node_id, key in rows:
+    for node_id, key in named.items():
         for ref in (key, str(node_id)):
             if ref not in refs:
                 continue
@@ -216,36 +201,28 @@ async def create_agent(
 )
 async def list_agents(
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=pagination.MAX_CURSOR_CHARS)] = None,
+    limit: pagination.PageSize = pagination.DEFAULT_PAGE_SIZE,
+    cursor: pagination.CursorParam = None,
     name: Annotated[
         NameFilter | None, Query(description="Case-insensitive substring of the name.")
     ] = None,
     taxonomy_version: Annotated[VersionName | None, Query()] = None,
 ) -> AgentPage:
     filters = {"name": name, "taxonomy_version": taxonomy_version}
-    statement = select(Agent).order_by(Agent.created_at, Agent.id).limit(limit + 1)
-    if cursor is not None:
-        after = pagination.decode(CURSOR_KIND, cursor, filters=filters, uuid_ident=True)
-        statement = statement.where(
-            tuple_(Agent.created_at, Agent.id) > tuple_(after.at, uuid.UUID(after.ident))
-        )
+    after = pagination.position(KEYSET, cursor, filters=filters)
+    statement = select(Agent)
     if name is not None:
         statement = statement.where(Agent.name.icontains(name, autoescape=True))
     if taxonomy_version is not None:
         statement = statement.where(Agent.taxonomy_version == taxonomy_version)
 
-    found = list((await session.scalars(statement)).all())
-    page = found[:limit]
-    next_cursor = None
-    if len(found) > limit:
-        last = page[-1]
-        next_cursor = pagination.encode(
-            CURSOR_KIND, at=last.created_at, ident=last.id, filters=filters
-        )
-    by_agent = await _targets_by_agent(session, [agent.id for agent in page])
+    page = await pagination.fetch_page(
+        session, statement, keyset=KEYSET, after=after, filters=filters, limit=limit
+    )
+    by_agent = await _targets_by_agent(session, [agent.id for agent in page.rows])
     return AgentPage(
-        items=[_agent_out(agent, by_agent[agent.id]) for agent in page], next_cursor=next_cursor
+        items=[_agent_out(agent, by_agent[agent.id]) for agent in page.rows],
+        next_cursor=page.next_cursor,
     )
 
 

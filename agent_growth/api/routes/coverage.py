@@ -11,7 +11,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 
 from agent_growth import coverage
 from agent_growth.api import pagination, request_body, time_range
@@ -35,7 +35,16 @@ router = APIRouter(
     route_class=request_body.JsonBodyRoute,
 )
 
-CURSOR_KIND = "history"
+KEYSET = pagination.Keyset(
+    kind="history",
+    at=CoverageHistory.timestamp,
+    ident=CoverageHistory.id,
+    newest_first=True,
+    uuid_ident=True,
+)
+
+MAX_BOUND_CHARS = 64
+"""Longer than any ISO 8601 date-time, fractions and offset included."""
 
 BOUND_DESCRIPTION = (
     "A date (YYYY-MM-DD, the whole UTC day) or an ISO 8601 date-time (UTC when it has no "
@@ -72,16 +81,18 @@ async def get_gaps(
 async def get_history(
     agent_id: uuid.UUID,
     session: SessionDep,
-    start_date: Annotated[str | None, Query(max_length=64, description=BOUND_DESCRIPTION)] = None,
-    end_date: Annotated[str | None, Query(max_length=64, description=BOUND_DESCRIPTION)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=pagination.MAX_CURSOR_CHARS)] = None,
+    start_date: Annotated[
+        str | None, Query(max_length=MAX_BOUND_CHARS, description=BOUND_DESCRIPTION)
+    ] = None,
+    end_date: Annotated[
+        str | None, Query(max_length=MAX_BOUND_CHARS, description=BOUND_DESCRIPTION)
+    ] = None,
+    limit: pagination.PageSize = pagination.DEFAULT_PAGE_SIZE,
+    cursor: pagination.CursorParam = None,
 ) -> HistoryPage:
     start_at, end_before = time_range.window(start_date=start_date, end_date=end_date)
     filters = {"agent_id": agent_id, "start_at": start_at, "end_before": end_before}
-    after = None
-    if cursor is not None:
-        after = pagination.decode(CURSOR_KIND, cursor, filters=filters, uuid_ident=True)
+    after = pagination.position(KEYSET, cursor, filters=filters)
     if await session.get(Agent, agent_id) is None:
         raise AgentNotFound(agent_id)
 
@@ -91,30 +102,18 @@ async def get_history(
     if end_before is not None:
         within.append(CoverageHistory.timestamp < end_before)
     total = await session.scalar(select(func.count()).select_from(CoverageHistory).where(*within))
-
-    statement = (
-        select(CoverageHistory)
-        .where(*within)
-        .order_by(CoverageHistory.timestamp.desc(), CoverageHistory.id.desc())
-        .limit(limit + 1)
+    page = await pagination.fetch_page(
+        session,
+        select(CoverageHistory).where(*within),
+        keyset=KEYSET,
+        after=after,
+        filters=filters,
+        limit=limit,
     )
-    if after is not None:
-        statement = statement.where(
-            tuple_(CoverageHistory.timestamp, CoverageHistory.id)
-            < tuple_(after.at, uuid.UUID(after.ident))
-        )
-    found = list((await session.scalars(statement)).all())
-    page = found[:limit]
-    next_cursor = None
-    if len(found) > limit:
-        last = page[-1]
-        next_cursor = pagination.encode(
-            CURSOR_KIND, at=last.timestamp, ident=last.id, filters=filters
-        )
 
     return HistoryPage(
         agent_id=agent_id,
-        history=[HistoryEntry.model_validate(row, from_attributes=True) for row in page],
+        history=[HistoryEntry.model_validate(row, from_attributes=True) for row in page.rows],
         total_entries=total or 0,
-        next_cursor=next_cursor,
+        next_cursor=page.next_cursor,
     )

@@ -20,10 +20,10 @@ from typing import Annotated, Any
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
 from redis.exceptions import RedisError
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent_growth.api import pagination, request_body
+from agent_growth.api import pagination, request_body, task_logging
 from agent_growth.api.deps import RedisDep, SessionDep, SettingsDep
 from agent_growth.api.routes import API_PREFIX
 from agent_growth.api.schemas import (
@@ -47,7 +47,9 @@ router = APIRouter(
     prefix=f"{API_PREFIX}/agents", tags=["tasks"], route_class=request_body.JsonBodyRoute
 )
 
-CURSOR_KIND = "tasks"
+KEYSET = pagination.Keyset(
+    kind="tasks", at=BackgroundTask.created_at, ident=BackgroundTask.task_id, newest_first=True
+)
 
 TaskIdPath = Annotated[TaskId, Path(examples=["agent-coverage-0d4c..."])]
 
@@ -86,42 +88,28 @@ async def list_tasks(
     redis: RedisDep,
     status_: Annotated[TaskStatusName | None, Query(alias="status")] = None,
     agent_id: uuid.UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=pagination.MAX_CURSOR_CHARS)] = None,
+    limit: pagination.PageSize = pagination.DEFAULT_PAGE_SIZE,
+    cursor: pagination.CursorParam = None,
 ) -> TaskPage:
     filters = {"status": status_, "agent_id": agent_id}
-    statement = (
-        select(BackgroundTask)
-        .order_by(BackgroundTask.created_at.desc(), BackgroundTask.task_id.desc())
-        .limit(limit + 1)
-    )
-    if cursor is not None:
-        after = pagination.decode(CURSOR_KIND, cursor, filters=filters)
-        statement = statement.where(
-            tuple_(BackgroundTask.created_at, BackgroundTask.task_id)
-            < tuple_(after.at, after.ident)
-        )
+    after = pagination.position(KEYSET, cursor, filters=filters)
+    statement = select(BackgroundTask)
     if status_ is not None:
         statement = statement.where(BackgroundTask.status == status_)
     if agent_id is not None:
         statement = statement.where(BackgroundTask.agent_id == agent_id)
 
-    found = list((await session.scalars(statement)).all())
-    page = found[:limit]
-    next_cursor = None
-    if len(found) > limit:
-        last = page[-1]
-        next_cursor = pagination.encode(
-            CURSOR_KIND, at=last.created_at, ident=last.task_id, filters=filters
-        )
-    positions = await _queue_positions(redis, page)
+    page = await pagination.fetch_page(
+        session, statement, keyset=KEYSET, after=after, filters=filters, limit=limit
+    )
+    positions = await _queue_positions(redis, page.rows)
     items = [
         TaskStatusOut.model_validate(
             {**status.task_fields(task), "queue_position": positions.get(task.task_id)}
         )
-        for task in page
+        for task in page.rows
     ]
-    return TaskPage(items=items, next_cursor=next_cursor)
+    return TaskPage(items=items, next_cursor=page.next_cursor)
 
 
 @router.delete("/tasks", include_in_schema=False)
@@ -140,6 +128,7 @@ async def cancel_all_tasks() -> None:
     responses={404: {"model": Problem}},
 )
 async def get_task(task_id: TaskIdPath, session: SessionDep, redis: RedisDep) -> TaskStatusOut:
+    task_logging.log_as_task(task_id)
     task = await session.get(BackgroundTask, task_id)
     if task is None:
         raise TaskNotFound(task_id)
@@ -159,6 +148,7 @@ async def get_task(task_id: TaskIdPath, session: SessionDep, redis: RedisDep) ->
     responses={404: {"model": Problem}, 409: {"model": TaskConflict}},
 )
 async def cancel_task(task_id: TaskIdPath, session: SessionDep, redis: RedisDep) -> None:
+    task_logging.log_as_task(task_id)
     await lifecycle.cancel(session, redis, task_id)
 
 
@@ -191,6 +181,8 @@ async def refresh_coverage(
             session, settings=settings, agent_id=agent_id, options=options
         )
     else:
+        task_id = lifecycle.new_task_id()
+        task_logging.log_as_task(task_id)
         task = await lifecycle.submit(
             session,
             redis,
@@ -198,6 +190,7 @@ async def refresh_coverage(
             priority=options.priority,
             timeout_seconds=options.timeout_seconds,
             webhook_url=options.webhook_url,
+            task_id=task_id,
         )
 
     response.headers["Location"] = request.app.url_path_for(
@@ -213,13 +206,16 @@ async def _create_in_cluster(
     from agent_growth import kube  # Only cluster mode needs the Kubernetes client.
 
     namespace = settings.kubernetes_namespace
+    task_id = lifecycle.new_task_id()
+    # The id is chosen here, so even the record of the row's creation carries it.
+    task_logging.log_as_task(task_id)
     task = await lifecycle.create_task(
         session,
         agent_id=agent_id,
         priority=options.priority,
         timeout_seconds=options.timeout_seconds,
         webhook_url=options.webhook_url,
-        task_id=lifecycle.new_task_id(),
+        task_id=task_id,
         resource_namespace=namespace,
     )
     try:
@@ -249,6 +245,7 @@ async def _create_in_cluster(
 async def get_task_status(
     agent_id: uuid.UUID, task_id: TaskIdPath, session: SessionDep, redis: RedisDep
 ) -> TaskStatusOut:
+    task_logging.log_as_task(task_id)
     task = await session.get(BackgroundTask, task_id)
     if task is None or task.agent_id != agent_id:
         if await session.get(Agent, agent_id) is None:
