@@ -136,6 +136,11 @@ def parse_json(body: bytes, *, content_type: str) -> Any:
             "objects of values and short lists",
             kind="json_invalid",
         ) from exc
+    except ValueError as exc:
+        # Python refuses to read integers of more than 4300 digits (a guard against slow parsing).
+        raise _invalid_body(
+            f"holds a value that cannot be read: {exc}", kind="json_invalid"
+        ) from exc
 
 
 class JsonRequest(Request):

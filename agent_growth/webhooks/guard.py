@@ -25,6 +25,7 @@ import re
 import socket
 
 import httpx
+import idna
 
 from agent_growth import errors
 from agent_growth.settings import get_settings
@@ -179,6 +180,15 @@ def parse_webhook_url(url: str) -> httpx.URL:
     if parsed.scheme not in ("http", "https"):
         scheme = parsed.scheme or "none"
         raise errors.InvalidInput("webhook_url", f"has scheme {scheme!r}; {ALLOWED}")
+    try:
+        # Reading the host decodes punycode labels, which IDNA rules may refuse (`xn--a.com`).
+        _ = parsed.host
+    except (idna.IDNAError, UnicodeError) as exc:
+        raise errors.InvalidInput(
+            "webhook_url",
+            f"host {parsed.raw_host.decode('ascii', 'replace')!r} is not a valid"
+            f" internationalised domain name ({exc}); {ALLOWED}",
+        ) from exc
     if not parsed.host:
         raise errors.InvalidInput(
             "webhook_url", f"names no host; {ALLOWED}, e.g. https://hooks.example.com/agent-growth"

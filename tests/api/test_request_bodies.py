@@ -76,6 +76,7 @@ async def test_a_body_that_is_not_a_json_object_is_told_to_send_one(
         (b"[" * 100_000 + b"]" * 100_000, "application/json", "nests arrays or objects too deeply"),
         (b'{"name": "Naturalist",}', "application/json", "is not valid JSON"),
         (b'{"name": ', "application/merge-patch+json", "is not valid JSON"),
+        (b'{"x": ' + b"1" * 4301 + b"}", "application/json", "holds a value that cannot be read"),
     ],
 )
 async def test_a_body_that_cannot_be_read_as_json_is_422_saying_why(

@@ -80,6 +80,8 @@ def test_local_names_are_refused(public_only: None, url: str) -> None:
         ("hooks.example.com/x", "has scheme 'none'"),
         ("https:///x", "names no host"),
         ("https://hooks.example.com/" + "x" * 2048, "at most 2048 characters"),
+        ("http://xn--a.com/", "is not a valid internationalised domain name"),
+        ("http://xn---.com/", "is not a valid internationalised domain name"),
     ],
 )
 def test_only_http_urls_with_a_host_are_accepted(url: str, message: str) -> None:
