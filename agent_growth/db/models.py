@@ -226,9 +226,8 @@ class WebhookDelivery(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     event_id: Mapped[uuid.UUID] = mapped_column(UUID)
-    task_id: Mapped[str] = mapped_column(
-        String(80), ForeignKey("background_tasks.task_id", ondelete="CASCADE")
-    )
+    # No foreign key: the record of a delivery outlives its task (an agent's deletion).
+    task_id: Mapped[str] = mapped_column(String(80))
     url: Mapped[str] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))
@@ -252,9 +251,8 @@ class WebhookOutbox(Base):
     )
 
     event_id: Mapped[uuid.UUID] = mapped_column(UUID, primary_key=True, default=uuid.uuid4)
-    task_id: Mapped[str] = mapped_column(
-        String(80), ForeignKey("background_tasks.task_id", ondelete="CASCADE"), unique=True
-    )
+    # No foreign key: a task ended because its agent is deleted still has its event delivered.
+    task_id: Mapped[str] = mapped_column(String(80), unique=True)
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     state: Mapped[str] = mapped_column(String(16), server_default="pending")

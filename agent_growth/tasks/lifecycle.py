@@ -229,6 +229,44 @@ async def cancel(session: AsyncSession, redis: aioredis.Redis, task_id: str) -> 
     raise TaskAlreadyFinished(task_id, finished.status)
 
 
+async def cancel_for_agent(
+    session: AsyncSession, redis: aioredis.Redis, *, agent_id: uuid.UUID, reason: str
+) -> list[BackgroundTask]:
+    """End every unfinished task of an agent as cancelled at once, running ones included.
+
+    For an agent about to be deleted: the webhook events are staged now, and a worker running
+    one of the tasks finds its lease gone at its next heartbeat and stops without recording.
+    """
+    ended = await _update_returning(
+        session,
+        update(BackgroundTask)
+        .where(
+            BackgroundTask.agent_id == agent_id,
+            BackgroundTask.status.in_(("pending", "running")),
+        )
+        .values(
+            status="cancelled",
+            cancellation_requested=True,
+            completed_at=func.now(),
+            error=reason,
+            lease_owner=None,
+            lease_expires_at=None,
+            estimated_completion_at=None,
+        ),
+    )
+    for task in ended:
+        outbox.add_event(session, task)
+    await session.commit()
+    for task in ended:
+        try:
+            await queue.remove(redis, task.task_id)
+        except QueueUnavailable as exc:
+            logger.warning("task %s cancelled but still queued: %s", task.task_id, exc)
+        await events.signal_cancel(redis, task.task_id)
+    await _announce_ended(redis, ended)
+    return ended
+
+
 async def claim(session: AsyncSession, *, task_id: str, worker_id: str) -> BackgroundTask | None:
     """Take a popped task under a lease; None when it is no longer pending (cancelled, taken)."""
     settings = get_settings()

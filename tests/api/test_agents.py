@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent_growth.db.models import BackgroundTask, CoverageHistory, CoverageTarget
+from agent_growth.db.models import BackgroundTask, CoverageHistory, CoverageTarget, WebhookOutbox
 from agent_growth.tasks import queue
 from tests.api.conftest import Corpus, run_as_worker
 
@@ -218,9 +218,10 @@ async def test_delete_cancels_open_tasks_and_removes_tasks_and_history(
     url = f"{AGENTS}/{agent_id}/coverage/refresh"
     finished = (await client.post(url)).json()["task_id"]
     await run_as_worker(session, redis_client, finished)
-    running = (await client.post(url)).json()["task_id"]
+    hook = {"webhook_url": "https://hooks.example.com/agent-growth"}
+    running = (await client.post(url, json=hook)).json()["task_id"]
     await run_as_worker(session, redis_client, running, status=None)
-    pending = (await client.post(url)).json()["task_id"]
+    pending = (await client.post(url, json=hook)).json()["task_id"]
     session.add(
         CoverageHistory(
             agent_id=agent_id,
@@ -238,15 +239,24 @@ async def test_delete_cancels_open_tasks_and_removes_tasks_and_history(
         await pubsub.subscribe(queue.cancel_channel())
         assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
         response = await client.delete(f"{AGENTS}/{agent_id}")
-        signal = await pubsub.get_message(timeout=5)
+        signals = set()
+        while (message := await pubsub.get_message(timeout=1)) is not None:
+            signals.add(message["data"].decode())
 
     assert response.status_code == 204
-    assert signal is not None and signal["data"].decode() == running
+    assert running in signals
     assert await queue.depth(redis_client) == {"high": 0, "medium": 0, "low": 0}
     assert await session.scalar(select(func.count()).select_from(BackgroundTask)) == 0
     assert await session.scalar(select(func.count()).select_from(CoverageHistory)) == 0
     assert (await client.get(f"{AGENTS}/{agent_id}")).status_code == 404
     assert (await client.delete(f"{AGENTS}/{agent_id}")).status_code == 404
+    # The receivers of the ended tasks still hear of it.
+    events = (await session.scalars(select(WebhookOutbox))).all()
+    assert {event.task_id: event.payload["status"] for event in events} == {
+        running: "cancelled",
+        pending: "cancelled",
+    }
+    assert {event.payload["error"] for event in events} == {"cancelled: its agent was deleted"}
 
 
 async def test_coverage_is_computed_now(client: httpx.AsyncClient, agent_id: uuid.UUID) -> None:

@@ -12,7 +12,6 @@ cancellations go with them, so their receivers are not told.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from typing import Annotated
@@ -33,8 +32,8 @@ from agent_growth.api.schemas import (
     Problem,
     VersionName,
 )
-from agent_growth.db.models import Agent, BackgroundTask, CoverageTarget, TaxonomyNode
-from agent_growth.errors import AgentNotFound, InvalidInput, TaskAlreadyFinished, TaskNotFound
+from agent_growth.db.models import Agent, CoverageTarget, TaxonomyNode
+from agent_growth.errors import AgentNotFound, InvalidInput
 from agent_growth.tasks import lifecycle
 
 logger = logging.getLogger(__name__)
@@ -254,16 +253,11 @@ async def delete_agent(agent_id: uuid.UUID, session: SessionDep, redis: RedisDep
     if locked is None:
         raise AgentNotFound(agent_id)
 
-    open_tasks = await session.scalars(
-        select(BackgroundTask.task_id).where(
-            BackgroundTask.agent_id == agent_id,
-            BackgroundTask.status.in_(("pending", "running")),
-        )
+    # Its unfinished tasks end as cancelled first, so their webhooks still go out; the rows
+    # then go with the agent.
+    await lifecycle.cancel_for_agent(
+        session, redis, agent_id=agent_id, reason="cancelled: its agent was deleted"
     )
-    for task_id in list(open_tasks):
-        # A task that ended on its own meanwhile goes with the cascade below all the same.
-        with contextlib.suppress(TaskAlreadyFinished, TaskNotFound):
-            await lifecycle.cancel(session, redis, task_id)
 
     # Cancelling commits, which lets the lock go: the delete itself says who removed the row.
     deleted = await session.scalar(delete(Agent).where(Agent.id == agent_id).returning(Agent.id))
