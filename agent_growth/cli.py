@@ -173,6 +173,11 @@ def demo(
     demo_module.main(data_dir=data)
 
 
+def _reason(message: str) -> str:
+    # pydantic prefixes the messages of our own validators with "Value error, ".
+    return message.removeprefix("Value error, ")
+
+
 def _fail(message: str, *, code: int) -> NoReturn:
     print(f"agent-growth: {message}", file=sys.stderr)
     sys.exit(code)
@@ -184,10 +189,17 @@ def main() -> None:
         app()
     except pydantic.ValidationError as exc:
         problems = "; ".join(
-            f"AGENT_GROWTH_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+            # Checks across several settings have no location; their message names them.
+            f"AGENT_GROWTH_{'_'.join(map(str, error['loc'])).upper()}: {_reason(error['msg'])}"
+            if error["loc"]
+            else _reason(error["msg"])
             for error in exc.errors()
         )
         _fail(f"invalid setting: {problems or exc}", code=2)
+    except (sqlalchemy.exc.ProgrammingError, psycopg.errors.UndefinedTable) as exc:
+        if isinstance(getattr(exc, "orig", exc), psycopg.errors.UndefinedTable):
+            _fail("the database has no schema yet; run `agent-growth migrate` first", code=1)
+        raise
     except AgentGrowthError as exc:
         _fail(str(exc), code=2)
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.ArgumentError) as exc:

@@ -153,6 +153,10 @@ def read_taxonomy(path: Path) -> list[NodeSpec]:
         if item["parent"] is not None and not isinstance(item["parent"], str):
             raise where.error("parent", "must be a node id or null")
         _required_str(item, "label", where=where)
+        for field in ("id", "parent", "label", "path"):
+            value = item.get(field)
+            if isinstance(value, str) and "\x00" in value:
+                raise where.error(field, "contains a NUL character, which PostgreSQL cannot store")
         raw_nodes[key] = (line, item)
 
     for line, item in raw_nodes.values():
@@ -404,6 +408,11 @@ def _json_array_items(path: Path) -> Iterator[tuple[int, Any]]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InvalidInput("directory", f"{path.parent} has no {path.name}") from None
+    except IsADirectoryError:
+        raise InvalidInput("directory", f"{path} is a directory, not a JSON file") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise _Where(path, line).error("json", "not UTF-8") from exc
     decoder = json.JSONDecoder()
     try:
         index = _skip_space(text, 0)
@@ -419,7 +428,11 @@ def _json_array_items(path: Path) -> Iterator[tuple[int, Any]]:
             elif text[index : index + 1] != "]":
                 raise json.JSONDecodeError("expected ',' or ']'", text, index)
     except json.JSONDecodeError as exc:
-        raise _Where(path, exc.lineno).error("json", exc.msg) from exc
+        raise _Where(path, exc.lineno).error("json", f"{exc.msg} (column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise _Where(path, 1).error("json", "nested too deeply to read") from exc
+    except ValueError as exc:  # Integers of more than 4300 digits, for one.
+        raise _Where(path, 1).error("json", str(exc)) from exc
 
 
 def _skip_space(text: str, index: int) -> int:
@@ -454,9 +467,13 @@ def _parse_document(raw: bytes, *, where: _Where, node_keys: set[str]) -> Docume
     try:
         item = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise where.error("json", exc.msg) from exc
+        raise where.error("json", f"{exc.msg} (column {exc.colno})") from exc
     except UnicodeDecodeError as exc:
         raise where.error("json", "not UTF-8") from exc
+    except RecursionError as exc:
+        raise where.error("json", "nested too deeply to read") from exc
+    except ValueError as exc:  # Integers of more than 4300 digits, for one.
+        raise where.error("json", str(exc)) from exc
     if not isinstance(item, dict):
         raise where.error("document", "not an object")
 
@@ -472,6 +489,10 @@ def _parse_document(raw: bytes, *, where: _Where, node_keys: set[str]) -> Docume
     for field, value in (("id", external_id), ("title", title), ("text", text), ("url", url)):
         if value and "\x00" in value:
             raise where.error(field, "contains a NUL character, which PostgreSQL cannot store")
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise where.error(field, "contains an unpaired surrogate; not valid Unicode") from exc
 
     keys = item.get("node_ids")
     if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):

@@ -122,6 +122,20 @@ class Settings(BaseSettings):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
 
+    @field_validator("api_keys")
+    @classmethod
+    def _some_key(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("is empty, so no request could authenticate; give at least one key")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
     @field_validator("kubernetes", mode="before")
     @classmethod
     def _on_off(cls, value: object) -> object:

@@ -268,6 +268,30 @@ GOOD_LINE = json.dumps({"id": "doc1", "title": "One", "text": "Hello.", "node_id
         ),
         (NODES, [GOOD_LINE, GOOD_LINE], "documents.jsonl", 2, "id", "line 1"),
         (NODES, [GOOD_LINE, '{"id": "d2", "title": '], "documents.jsonl", 2, "json", ""),
+        (
+            [*NODES, {"id": "Top.Nul", "parent": "Top", "label": "a\u0000b"}],
+            [GOOD_LINE],
+            "taxonomy.json",
+            4,
+            "label",
+            "NUL",
+        ),
+        (
+            NODES,
+            [GOOD_LINE, '{"id": "d2", "title": "t\\ud800", "text": "x", "node_ids": ["Top"]}'],
+            "documents.jsonl",
+            2,
+            "title",
+            "surrogate",
+        ),
+        (
+            NODES,
+            [GOOD_LINE, '{"id": "d2", "n": ' + "1" * 4301 + "}"],
+            "documents.jsonl",
+            2,
+            "json",
+            "digits",
+        ),
     ],
     ids=[
         "unknown parent",
@@ -278,6 +302,9 @@ GOOD_LINE = json.dumps({"id": "doc1", "title": "One", "text": "Hello.", "node_id
         "document without labels",
         "document id repeated",
         "broken JSON",
+        "NUL in a node label",
+        "unpaired surrogate in a title",
+        "integer too long to read",
     ],
 )
 def test_bad_input_names_the_file_line_and_field(

@@ -12,12 +12,13 @@ import logging
 import math
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError, ProgrammingError
 
 from agent_growth.api import request_body
 from agent_growth.errors import (
@@ -152,6 +153,13 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     return unavailable("the database is unavailable")
 
 
+async def _schema_missing(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(getattr(exc, "orig", None), psycopg.errors.UndefinedTable):
+        raise exc  # Any other programming error is a bug, and a 500 is the truth.
+    logger.error("answering 503: the database has no schema; run `agent-growth migrate`")
+    return unavailable("the database schema is missing; run `agent-growth migrate`")
+
+
 async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
     logger.warning("answering 503, Redis unavailable: %s", exc)
     return unavailable("Redis is unavailable")
@@ -167,5 +175,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ClusterUnavailable, _cluster_unavailable)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(ProgrammingError, _schema_missing)
     app.add_exception_handler(RedisConnectionError, _redis_unavailable)
     app.add_exception_handler(RedisTimeoutError, _redis_unavailable)

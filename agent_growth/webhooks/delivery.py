@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 import agent_growth
 from agent_growth import errors, metrics
@@ -52,6 +53,9 @@ CLAIM_MARGIN_S = 30.0
 
 DEFAULT_MAX_IN_FLIGHT = 20
 """Attempts one process runs at once; a hanging receiver occupies one of them, not the loop."""
+
+OUTAGE_BACKOFF_S = 5.0
+"""While PostgreSQL is unreachable, the loop looks again this often rather than every poll."""
 
 DEFAULT_POLL_INTERVAL_S = 0.5
 """How long an idle loop waits before looking again: a due event waits at most about this long,
@@ -386,6 +390,15 @@ async def _attempt_or_log(
 ) -> None:
     try:
         await _attempt(event, client=client, policy=policy)
+    except (SQLAlchemyError, OSError) as exc:
+        # The claim runs out and another round takes the event again.
+        logger.warning(
+            "webhook attempt could not be recorded task_id=%s event_id=%s: %s",
+            event.task_id,
+            event.event_id,
+            str(exc).splitlines()[0] if str(exc) else repr(exc),
+            extra={"task_id": event.task_id, "event_id": str(event.event_id)},
+        )
     except Exception:
         # The claim runs out and another round takes the event again.
         logger.exception(
@@ -425,6 +438,11 @@ async def run_delivery_loop(
                 if capacity > 0:
                     try:
                         claimed = await _claim(limit=capacity, policy=policy)
+                    except (SQLAlchemyError, OSError) as exc:
+                        # An outage: one line per poll, not a traceback, until it is over.
+                        first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                        logger.warning("cannot claim webhook events: %s", first_line)
+                        await _wait(stop, timeout_s=OUTAGE_BACKOFF_S)
                     except Exception:
                         logger.exception("claiming due webhook events failed; trying again")
 

@@ -49,8 +49,11 @@ def probe_engine(database_url: str) -> AsyncEngine:
 
 
 async def _check_postgresql(engine: AsyncEngine) -> None:
+    """Reachable and migrated: a database without the schema serves nothing."""
     async with engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
+        migrated = await connection.scalar(text("SELECT to_regclass('alembic_version')"))
+    if migrated is None:
+        raise RuntimeError("no schema; run `agent-growth migrate`")
 
 
 async def _check(name: str, probe: Awaitable[None]) -> str:
