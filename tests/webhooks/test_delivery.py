@@ -155,7 +155,7 @@ async def test_an_attempt_that_cannot_be_recorded_does_not_stop_the_others(
     recorded = await stage_event(url=receiver.url())
     delivered_before = deliveries_counted("delivered")
 
-    with caplog.at_level(logging.ERROR, logger=delivery.__name__):
+    with caplog.at_level(logging.WARNING, logger=delivery.__name__):
         assert await delivery.deliver_due(policy=fast_policy()) == 2
 
     assert len(receiver.requests) == 2
@@ -164,6 +164,7 @@ async def test_an_attempt_that_cannot_be_recorded_does_not_stop_the_others(
     assert deliveries_counted("delivered") - delivered_before == 1
     [logged] = [r for r in caplog.records if "could not be recorded" in r.getMessage()]
     assert getattr(logged, "task_id", None) == unrecorded.task_id
+    assert logged.exc_info is None  # One line: a refused write is no bug of ours.
     # The event stays pending under its claim, to be taken again once the claim runs out.
     event = await outbox_of(session, unrecorded.task_id)
     assert (event.state, event.attempts) == ("pending", 0)
