@@ -209,7 +209,7 @@ def report(client: httpx.Client, agents: list[dict[str, Any]], inbox: WebhookInb
             f"[bold]{agent['name']}[/bold]: {coverage['overall_coverage']:.2f} % over"
             f" {len(coverage['node_coverage'])} nodes, {coverage['total_documents']} documents,"
             f" {coverage['total_chunks']} chunks; {plural(len(coverage['gaps']), 'node')} below"
-            " half their target"
+            f" half {'its' if len(coverage['gaps']) == 1 else 'their'} target"
         )
         growth = " -> ".join(
             f"{entry['overall_coverage']:.2f} %" for entry in reversed(history["history"])

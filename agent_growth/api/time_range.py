@@ -69,6 +69,9 @@ def _bound(value: str, *, field: str, end: bool) -> dt.datetime:
         day_start = dt.datetime.combine(moment, dt.time(), tzinfo=dt.UTC)
         return day_start + dt.timedelta(days=1) if end else day_start
     except OverflowError as exc:
+        if end:
+            # The bound is exclusive; past the last representable instant means "no end".
+            return dt.datetime.max.replace(tzinfo=dt.UTC)
         raise InvalidQuery(field, f"{value!r} lies outside years 1 to 9999 in UTC") from exc
 
 

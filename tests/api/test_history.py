@@ -188,7 +188,7 @@ async def test_bad_bounds_and_cursors_are_422_naming_the_parameter(
         ({"start_date": "2026-03-02T00:00:01", "end_date": "2026-03-02T00:00:00"}, "start_date"),
         ({"start_date": "yesterday"}, "start_date"),
         ({"end_date": "2026-02-30"}, "end_date"),
-        ({"end_date": "9999-12-31"}, "end_date"),
+        ({"start_date": "9999-12-31T23:00:00-02:00"}, "start_date"),
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"limit": 0}, "limit"),
         ({"limit": 1001}, "limit"),
@@ -198,6 +198,16 @@ async def test_bad_bounds_and_cursors_are_422_naming_the_parameter(
         response = await client.get(url, params=params)
         assert response.status_code == 422, (params, response.text)
         assert response.json()["detail"][0]["loc"] == ["query", field], params
+
+
+async def test_the_last_day_of_the_calendar_is_a_valid_end(
+    client: httpx.AsyncClient, agent_id: uuid.UUID
+) -> None:
+    response = await client.get(
+        f"/api/v1/agents/{agent_id}/coverage/history", params={"end_date": "9999-12-31"}
+    )
+
+    assert response.status_code == 200, response.text
 
 
 async def test_a_cursor_from_another_list_is_refused(
