@@ -24,6 +24,7 @@ import psycopg  # noqa: E402
 import pytest  # noqa: E402
 import redis  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession  # noqa: E402
 
 from agent_growth.db import engine as db_engine  # noqa: E402
@@ -46,6 +47,20 @@ def database_url() -> str:
         conn.execute(f'CREATE DATABASE "{name}"')
     migrate.upgrade(TEST_DATABASE_URL)
     return TEST_DATABASE_URL
+
+
+@pytest.fixture
+def scratch_database(database_url: str) -> Iterator[str]:
+    """The URL of a new, empty and unmigrated database, dropped after the test."""
+    url = make_url(database_url)
+    name = f"{url.database}_scratch"
+    maintenance = db_engine.psycopg_dsn(url.set(database="postgres").render_as_string(False))
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield url.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(autouse=True)

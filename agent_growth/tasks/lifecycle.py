@@ -47,6 +47,14 @@ TASK_ID_PREFIX = "agent-coverage-"
 
 FinalStatus = Literal["completed", "failed", "cancelled", "timeout"]
 
+# What every transition to a final status writes besides the status itself.
+_ENDED_NOW: dict[str, Any] = {
+    "completed_at": func.now(),
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "estimated_completion_at": None,
+}
+
 # A pending row younger than this may be between its commit and its enqueue; leave it be.
 REQUEUE_MIN_AGE_S = 2.0
 
@@ -192,9 +200,8 @@ async def cancel(session: AsyncSession, redis: aioredis.Redis, task_id: str) -> 
         .values(
             status="cancelled",
             cancellation_requested=True,
-            completed_at=func.now(),
             error="cancelled before it started",
-            estimated_completion_at=None,
+            **_ENDED_NOW,
         ),
     )
     if cancelled:
@@ -247,11 +254,8 @@ async def cancel_for_agent(
         .values(
             status="cancelled",
             cancellation_requested=True,
-            completed_at=func.now(),
             error=reason,
-            lease_owner=None,
-            lease_expires_at=None,
-            estimated_completion_at=None,
+            **_ENDED_NOW,
         ),
     )
     for task in ended:
@@ -362,15 +366,7 @@ async def finish(
     """
     if history is not None and status != "completed":
         raise ValueError("only a completed task records coverage history")
-    values: dict[str, Any] = {
-        "status": status,
-        "completed_at": func.now(),
-        "result": result,
-        "error": error,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "estimated_completion_at": None,
-    }
+    values: dict[str, Any] = {"status": status, "result": result, "error": error, **_ENDED_NOW}
     if status == "completed":
         values["progress_percentage"] = 100
     finished = await _update_returning(
@@ -570,10 +566,7 @@ async def expire_overdue(
                 "exceeded its deadline of %s s; its worker did not stop it",
                 BackgroundTask.timeout_seconds,
             ),
-            completed_at=func.now(),
-            lease_owner=None,
-            lease_expires_at=None,
-            estimated_completion_at=None,
+            **_ENDED_NOW,
         ),
     )
     for task in expired:

@@ -4,15 +4,13 @@ and `/metrics` counts requests by route template and reports the queue as Redis 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-import psycopg
 import pytest
 from asgi_lifespan import LifespanManager
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
 
 from agent_growth.api.app import create_app
 from agent_growth.db import engine as db_engine
@@ -154,24 +152,10 @@ async def test_readiness_head_is_503_when_a_dependency_is_down(
     assert response.content == b""
 
 
-@pytest.fixture
-def unmigrated_database_url(database_url: str) -> Iterator[str]:
-    """An empty database that nobody has migrated."""
-    url = make_url(database_url)
-    name = f"{url.database}_unmigrated"
-    maintenance = db_engine.psycopg_dsn(url.set(database="postgres").render_as_string(False))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield url.set(database=name).render_as_string(hide_password=False)
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 async def test_an_unmigrated_database_is_not_ready_and_says_to_migrate(
-    monkeypatch: pytest.MonkeyPatch, unmigrated_database_url: str
+    monkeypatch: pytest.MonkeyPatch, scratch_database: str
 ) -> None:
-    monkeypatch.setenv("AGENT_GROWTH_DATABASE_URL", unmigrated_database_url)
+    monkeypatch.setenv("AGENT_GROWTH_DATABASE_URL", scratch_database)
 
     async with keyless_client() as http:
         ready = await http.get("/readyz")
