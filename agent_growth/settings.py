@@ -88,9 +88,6 @@ class Settings(BaseSettings):
     operator_poll_interval_s: float = Field(default=5.0, gt=0)
     """The operator re-reads each unfinished task this often even without a Redis signal."""
 
-    operator_deadline_grace_s: float = Field(default=10.0, ge=0)
-    """Past activeDeadlineSeconds plus this, the operator ends a running task as timed out."""
-
     operator_backstop_interval_s: float = Field(default=5.0, gt=0)
     """How often the operator looks for running tasks past their deadline."""
 

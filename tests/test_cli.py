@@ -57,3 +57,14 @@ def test_an_unreachable_database_is_one_line() -> None:
     assert done.returncode == 1
     assert "cannot reach the database" in done.stderr.splitlines()[0]
     assert "Traceback" not in done.stderr
+
+
+def test_the_operator_without_cluster_credentials_stops_saying_so(monkeypatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+    done = run("operator")
+
+    assert done.returncode == 2
+    assert "no Kubernetes credentials" in done.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in done.stderr

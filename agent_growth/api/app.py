@@ -45,6 +45,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.redis.aclose()
         await app.state.probe_engine.dispose()
         await db_engine.dispose()
+        if get_settings().kubernetes:
+            from agent_growth import kube  # Only cluster mode has a Kubernetes client.
+
+            await kube.close()
         logger.info("API stopped")
 
 

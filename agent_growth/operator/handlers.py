@@ -1,15 +1,20 @@
 """The kopf handlers that turn CoverageRefresh resources into tasks and tasks into status.
 
 - create / resume: make sure the task row exists (the API made it already for its own
-  resources), queue it through `lifecycle.enqueue`, label the resource with the task id, and
-  write the first status. Doing it again is harmless, which is what a restart does.
+  resources), queue it through `lifecycle.enqueue` (or, for a resource created with
+  `spec.cancel: true`, cancel it through `lifecycle.cancel` at once), label the resource with
+  the task id, and write the first status. Doing it again is harmless, which is what a restart
+  does.
 - a daemon per resource mirrors the task into the status until it ends, then deletes the
-  resource once `ttlSecondsAfterFinished` has passed.
+  resource once `ttlSecondsAfterFinished` has passed. A task row that disappears (deleting an
+  agent deletes its tasks) ends the resource as Failed.
 - `spec.cancel: true`, a deletion (the finalizer) and the REST API all cancel through
   `lifecycle.cancel`. A deletion waits for a running task to stop, but only so long.
 
-Handlers are registered on a registry made per operator (`build_registry`), and share a
-`Runtime` through kopf's memo, so two operators can run in one process.
+Every handler counts an unexpected failure as `outcome="error"` in the reconcile metric and
+lets it through to kopf, which logs it and retries. Handlers are registered on a registry made
+per operator (`build_registry`), and share a `Runtime` through kopf's memo, so two operators can
+run in one process.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -27,6 +34,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent_growth import kube, metrics
+from agent_growth.db.models import BackgroundTask
 from agent_growth.errors import AgentNotFound, InvalidInput, QueueUnavailable
 from agent_growth.operator import drift, peering
 from agent_growth.operator import status as status_
@@ -45,11 +53,36 @@ RETRY_DELAY_S = 5.0
 # kopf cancels a mirror this long after asking it to stop (deletion, pause, shutdown).
 MIRROR_CANCELLATION_TIMEOUT_S = 1.0
 
+Handler = Callable[..., Awaitable[None]]
 
-def _task_id(body: kopf.Body) -> str:
-    recorded = (body.get("status") or {}).get("taskId")
-    meta = body["metadata"]
-    return str(recorded or kube.task_id_for(name=meta["name"], uid=meta["uid"]))
+
+def _counting_errors(handler: Handler) -> Handler:
+    """`handler`, counting its unexpected failures as reconcile errors before kopf sees them.
+
+    A `kopf.TemporaryError` is a planned retry (an outage), counted as `retry` where raised.
+    The failure is not logged here: kopf logs it, once.
+    """
+
+    @functools.wraps(handler)
+    async def counted(**kwargs: Any) -> None:
+        try:
+            await handler(**kwargs)
+        except kopf.TemporaryError:
+            raise
+        except Exception:
+            metrics.OPERATOR_RECONCILES.labels(outcome="error").inc()
+            raise
+
+    return counted
+
+
+class _Rejected(Exception):
+    """A resource that can never become a task, with the reason and message to show on it."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 def _key(body: kopf.Body) -> ResourceKey:
@@ -67,17 +100,33 @@ def _event(body: kopf.Body, *, type_: str, reason: str, message: str) -> None:
 
 
 async def mirror_once(
-    runtime: Runtime, body: kopf.Body, task_id: str, log: ResourceLogger
+    runtime: Runtime,
+    body: kopf.Body,
+    *,
+    task_id: str,
+    log: ResourceLogger,
+    prefetched: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Write the task's current state into the status if it changed; the stanza now known."""
+    """Write the task's current state into the status if it changed; the stanza now known.
+
+    `prefetched` are a pending task's fields read by the hub's batched refresh; they are used
+    only while the resource still shows Pending, so they can never undo a later phase.
+    """
     key = _key(body)
+    generation = body["metadata"].get("generation")
 
     async def build(previous: dict[str, Any] | None) -> dict[str, Any] | None:
-        fields = await runtime.task_fields(task_id)
+        fields = prefetched if (previous or {}).get("phase") == "Pending" else None
         if fields is None:
-            return None
-        generation = body["metadata"].get("generation")
-        return status_.build_status(fields, generation=generation, previous=previous)
+            fields = await runtime.task_fields(task_id)
+        if fields is not None:
+            return status_.build_status(fields, generation=generation, previous=previous)
+
+        # The row of a task we saw is gone: nothing will ever change it again. Before the create
+        # handler made the row (the daemon starts beside it), there is simply nothing yet.
+        if status_.was_accepted(previous):
+            return status_.task_deleted_status(previous, generation=generation)
+        return None
 
     try:
         previous, written = await runtime.writer.sync(key, build)
@@ -85,10 +134,12 @@ async def mirror_once(
         if exc.status == 404:
             log.info("resource is gone; nothing left to mirror")
             return {"phase": "Gone"}
+        # Handled by retrying, but counted: a status kept refused (RBAC, an old CRD) is an error.
         log.warning("status write refused, retrying later: %s %s", exc.status, exc.reason)
+        metrics.OPERATOR_RECONCILES.labels(outcome="error").inc()
         return runtime.writer.last(key)
     except (SQLAlchemyError, *kube.TRANSPORT_ERRORS) as exc:
-        log.warning("task state unavailable, retrying later: %s", exc)
+        log.warning("task state unavailable, retrying later: %r", exc)
         return runtime.writer.last(key)
 
     if written is None:
@@ -101,57 +152,47 @@ async def mirror_once(
 
 
 async def _reject(
-    runtime: Runtime,
-    body: kopf.Body,
-    log: ResourceLogger,
-    *,
-    reason: str,
-    message: str,
+    runtime: Runtime, body: kopf.Body, *, log: ResourceLogger, rejection: _Rejected
 ) -> None:
     """Give up on a resource that cannot become a task: phase Failed, and no retries."""
 
     async def build(previous: dict[str, Any] | None) -> dict[str, Any]:
         return status_.rejected_status(
             task_id=None,
-            reason=reason,
-            message=message,
+            reason=rejection.reason,
+            message=rejection.message,
             generation=body["metadata"].get("generation"),
             previous=previous,
         )
 
     await runtime.writer.sync(_key(body), build)
-    log.warning("rejected: %s", message)
-    _event(body, type_="Warning", reason="Failed", message=message)
+    log.warning("rejected: %s", rejection.message)
+    _event(body, type_="Warning", reason="Failed", message=rejection.message)
     metrics.OPERATOR_RECONCILES.labels(outcome="rejected").inc()
 
 
-async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool, **_: Any) -> None:
-    """Make the resource's task exist and queue it; safe to repeat."""
-    runtime: Runtime = memo.runtime
-    spec = body.get("spec") or {}
-    task_id = _task_id(body)
-    log = _log(body, task_id)
-    runtime.writer.seed(_key(body), body.get("status"))
-    if status_.is_terminal(body.get("status")):
-        log.debug("already finished; nothing to queue")
-        return
-
+def _validated_agent_id(spec: dict[str, Any]) -> uuid.UUID:
+    """The spec's agent id, once the spec is known to be able to become a task."""
     try:
         agent_id = uuid.UUID(str(spec.get("agentId")))
     except ValueError:
         message = f"spec.agentId must be an agent's UUID, got {spec.get('agentId')!r}"
-        await _reject(runtime, body, log, reason="InvalidSpec", message=message)
-        return
+        raise _Rejected("InvalidSpec", message) from None
 
     # The CRD only checks the scheme; the API refuses these same URLs with a 422.
     if spec.get("webhookUrl"):
         try:
             guard.check_webhook_url(str(spec["webhookUrl"]))
         except InvalidInput as exc:
-            message = f"spec.webhookUrl: {exc.message}"
-            await _reject(runtime, body, log, reason="InvalidSpec", message=message)
-            return
+            raise _Rejected("InvalidSpec", f"spec.webhookUrl: {exc.message}") from exc
+    return agent_id
 
+
+async def _ensure_row(
+    runtime: Runtime, body: kopf.Body, *, task_id: str, agent_id: uuid.UUID
+) -> tuple[BackgroundTask, bool]:
+    """The resource's task row, made if missing: (the row, whether it is new)."""
+    spec = body.get("spec") or {}
     try:
         async with runtime.session() as session:
             task, new_row = await lifecycle.ensure_task(
@@ -165,8 +206,7 @@ async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool
             )
     except AgentNotFound:
         message = f"agent {agent_id} not found; set spec.agentId to the id of an existing agent"
-        await _reject(runtime, body, log, reason="AgentNotFound", message=message)
-        return
+        raise _Rejected("AgentNotFound", message) from None
     except SQLAlchemyError as exc:
         metrics.OPERATOR_RECONCILES.labels(outcome="retry").inc()
         raise kopf.TemporaryError(f"database unavailable: {exc}", delay=RETRY_DELAY_S) from exc
@@ -176,24 +216,61 @@ async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool
             f"task {task_id} already belongs to agent {task.agent_id}; "
             "give this resource another name"
         )
-        await _reject(runtime, body, log, reason="TaskConflict", message=message)
+        raise _Rejected("TaskConflict", message)
+    return task, new_row
+
+
+async def _queue_or_cancel(runtime: Runtime, task: BackgroundTask, *, cancel: bool) -> None:
+    """Queue a pending task; or, for a resource created cancelled, cancel it at once.
+
+    A cancelled resource's row must not stay pending: workers queue pending rows that nobody
+    queued once they are old enough, and the cancel handler may be retried until then.
+    """
+    if task.status != "pending":
+        return
+    try:
+        if cancel:
+            await runtime.cancel(task.task_id)
+        else:
+            await lifecycle.enqueue(runtime.redis, task)
+            runtime.hub.queue_changed()
+    except SQLAlchemyError as exc:
+        metrics.OPERATOR_RECONCILES.labels(outcome="retry").inc()
+        raise kopf.TemporaryError(f"database unavailable: {exc}", delay=RETRY_DELAY_S) from exc
+    except QueueUnavailable as exc:
+        metrics.OPERATOR_RECONCILES.labels(outcome="retry").inc()
+        raise kopf.TemporaryError(f"queue unavailable: {exc}", delay=RETRY_DELAY_S) from exc
+
+
+async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool, **_: Any) -> None:
+    """Make the resource's task exist and queue it; safe to repeat."""
+    runtime: Runtime = memo.runtime
+    spec = body.get("spec") or {}
+    task_id = kube.task_id_of(body)
+    log = _log(body, task_id)
+    runtime.writer.seed(_key(body), body.get("status"))
+    if status_.is_terminal(body.get("status")):
+        log.debug("already finished; nothing to queue")
         return
 
-    # A resource created already cancelled is never queued; the cancel handler ends its task.
-    if not spec.get("cancel"):
-        try:
-            await lifecycle.enqueue(runtime.redis, task)
-        except QueueUnavailable as exc:
-            metrics.OPERATOR_RECONCILES.labels(outcome="retry").inc()
-            raise kopf.TemporaryError(f"queue unavailable: {exc}", delay=RETRY_DELAY_S) from exc
+    try:
+        agent_id = _validated_agent_id(spec)
+        task, new_row = await _ensure_row(runtime, body, task_id=task_id, agent_id=agent_id)
+    except _Rejected as rejection:
+        await _reject(runtime, body, log=log, rejection=rejection)
+        return
+
+    cancel = bool(spec.get("cancel"))
+    queued = task.status == "pending" and not cancel
+    await _queue_or_cancel(runtime, task, cancel=cancel)
 
     labels = body["metadata"].get("labels") or {}
     if labels.get(kube.TASK_ID_LABEL) != task_id:
         patch.metadata.labels[kube.TASK_ID_LABEL] = task_id
 
-    await mirror_once(runtime, body, task_id, log)
+    await mirror_once(runtime, body, task_id=task_id, log=log)
     runtime.hub.wake(task_id)
-    if created and task.status == "pending" and not spec.get("cancel"):
+    if created and queued:
         log.info("queued (%s priority, row %s)", task.priority, "new" if new_row else "existing")
         _event(body, type_="Normal", reason="Queued", message=f"task {task_id} queued")
     metrics.OPERATOR_RECONCILES.labels(outcome="queued" if created else "resumed").inc()
@@ -202,7 +279,7 @@ async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool
 async def mirror(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     """Keep the status in step with the task until it ends; then delete after the TTL."""
     runtime: Runtime = memo.runtime
-    task_id = _task_id(body)
+    task_id = kube.task_id_of(body)
     log = _log(body, task_id)
     runtime.writer.seed(_key(body), body.get("status"))
     waker = runtime.hub.register(task_id)
@@ -210,7 +287,10 @@ async def mirror(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     try:
         while True:
             waker.clear()
-            current = await mirror_once(runtime, body, task_id, log)
+            prefetched = runtime.hub.take(task_id)
+            current = await mirror_once(
+                runtime, body, task_id=task_id, log=log, prefetched=prefetched
+            )
             current = current or dict(body.get("status") or {})
             if current.get("phase") == "Gone":
                 return
@@ -222,11 +302,11 @@ async def mirror(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     finally:
         runtime.hub.unregister(task_id)
 
-    await _delete_after_ttl(runtime, body, current, log)
+    await _delete_after_ttl(runtime, body, current=current, log=log)
 
 
 async def _delete_after_ttl(
-    runtime: Runtime, body: kopf.Body, current: dict[str, Any], log: ResourceLogger
+    runtime: Runtime, body: kopf.Body, *, current: dict[str, Any], log: ResourceLogger
 ) -> None:
     ttl_s = int((body.get("spec") or {}).get("ttlSecondsAfterFinished", 86400))
     now = dt.datetime.now(dt.UTC)
@@ -241,7 +321,12 @@ async def _delete_after_ttl(
     namespace, name = _key(body)
     try:
         await client.CustomObjectsApi(runtime.api).delete_namespaced_custom_object(
-            kube.GROUP, kube.VERSION, namespace, kube.PLURAL, name
+            kube.GROUP,
+            kube.VERSION,
+            namespace,
+            kube.PLURAL,
+            name,
+            _request_timeout=kube.REQUEST_TIMEOUT_S,
         )
     except ApiException as exc:
         if exc.status != 404:
@@ -253,7 +338,7 @@ async def _delete_after_ttl(
 
 async def cancel_requested(*, old: Any, new: Any, body: kopf.Body, memo: Any, **_: Any) -> None:
     runtime: Runtime = memo.runtime
-    task_id = _task_id(body)
+    task_id = kube.task_id_of(body)
     log = _log(body, task_id)
     if not new:
         if old:
@@ -267,13 +352,13 @@ async def cancel_requested(*, old: Any, new: Any, body: kopf.Body, memo: Any, **
     log.info("cancel requested; the task is now %s", state if changed else f"already {state}")
     metrics.OPERATOR_RECONCILES.labels(outcome="cancelled").inc()
     runtime.hub.wake(task_id)
-    await mirror_once(runtime, body, task_id, log)
+    await mirror_once(runtime, body, task_id=task_id, log=log)
 
 
 async def spec_changed(*, diff: kopf.Diff, body: kopf.Body, memo: Any, **_: Any) -> None:
     """Changes other than `cancel` cannot reach a queued task; say so rather than pretend."""
     runtime: Runtime = memo.runtime
-    task_id = _task_id(body)
+    task_id = kube.task_id_of(body)
     changed = {"spec." + ".".join(path) for _, path, _, _ in diff if path}
     ignored = sorted(changed - {"spec.cancel"})
     if ignored:
@@ -289,12 +374,12 @@ async def spec_changed(*, diff: kopf.Diff, body: kopf.Body, memo: Any, **_: Any)
 async def finalize(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     """Cancel the task of a resource being deleted, waiting a little for a running one."""
     runtime: Runtime = memo.runtime
-    task_id = _task_id(body)
+    task_id = kube.task_id_of(body)
     log = _log(body, task_id)
     wait_s = runtime.settings.operator_cancel_wait_s
     state, changed = await runtime.cancel_and_wait(task_id, wait_s=wait_s)
     if changed or state == "running":
-        await mirror_once(runtime, body, task_id, log)
+        await mirror_once(runtime, body, task_id=task_id, log=log)
     if state == "running":
         log.warning("still running %.0f s after cancelling; letting the resource go", wait_s)
     elif changed:
@@ -315,11 +400,13 @@ def build_registry(*, namespaces: tuple[str, ...] = ()) -> kopf.OperatorRegistry
         own = runtime.settings
         runtime.every(
             "deadline backstop",
-            own.operator_backstop_interval_s,
-            lambda: drift.expire_overdue(runtime),
+            interval_s=own.operator_backstop_interval_s,
+            step=lambda: drift.expire_overdue(runtime),
         )
         runtime.every(
-            "drift", own.operator_drift_interval_s, lambda: drift.reconcile_drift(runtime)
+            "drift",
+            interval_s=own.operator_drift_interval_s,
+            step=lambda: drift.reconcile_drift(runtime),
         )
         if not settings.peering.standalone:
             await peering.ensure_peering_object(
@@ -337,21 +424,25 @@ def build_registry(*, namespaces: tuple[str, ...] = ()) -> kopf.OperatorRegistry
         if runtime is not None:
             await runtime.close()
 
-    @kopf.on.create(*RESOURCE, registry=registry, id="accept")
     async def on_create(**kwargs: Any) -> None:
         await accept(created=True, **kwargs)
 
-    @kopf.on.resume(*RESOURCE, registry=registry, id="resume")
     async def on_resume(**kwargs: Any) -> None:
         await accept(created=False, **kwargs)
 
-    kopf.on.field(*RESOURCE, field="spec.cancel", registry=registry, id="cancel")(cancel_requested)
-    kopf.on.update(*RESOURCE, field="spec", registry=registry, id="spec")(spec_changed)
-    kopf.on.delete(*RESOURCE, registry=registry, id="finalize")(finalize)
+    kopf.on.create(*RESOURCE, registry=registry, id="accept")(_counting_errors(on_create))
+    kopf.on.resume(*RESOURCE, registry=registry, id="resume")(_counting_errors(on_resume))
+    kopf.on.field(*RESOURCE, field="spec.cancel", registry=registry, id="cancel")(
+        _counting_errors(cancel_requested)
+    )
+    kopf.on.update(*RESOURCE, field="spec", registry=registry, id="spec")(
+        _counting_errors(spec_changed)
+    )
+    kopf.on.delete(*RESOURCE, registry=registry, id="finalize")(_counting_errors(finalize))
     kopf.daemon(
         *RESOURCE,
         registry=registry,
         id="mirror",
         cancellation_timeout=MIRROR_CANCELLATION_TIMEOUT_S,
-    )(mirror)
+    )(_counting_errors(mirror))
     return registry

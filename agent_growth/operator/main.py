@@ -140,6 +140,8 @@ def run(
     metrics_port: int | None = None,
 ) -> None:
     """The `agent-growth operator` command: watch `namespaces`, or the whole cluster if none."""
+    # Without credentials kopf would retry forever; no retry can make them appear.
+    asyncio.run(kube.check_credentials())
     if metrics_port is not None:
         prometheus_client.start_http_server(metrics_port)
     asyncio.run(

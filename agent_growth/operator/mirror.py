@@ -4,8 +4,10 @@ A worker may report progress many times a second, and a cluster may hold thousan
 resources; the API server must not feel either. So the mirror is built from three parts:
 
 - `Hub` listens once, for the whole operator, to the Redis `tasks.events` channel and wakes the
-  mirror of the task that changed (and, when the queue moved, the mirrors of pending tasks,
-  whose positions shifted). Signals only hurry things: each mirror also re-reads on its own.
+  mirror of the task that changed, which reads its own task (one row). When the queue moved,
+  the positions of every pending task shifted: rather than each of their mirrors reading, the
+  runtime reads them all at once, at most once per `QUEUE_REFRESH_INTERVAL_S`, and the hub
+  hands out the results. Signals only hurry things: each mirror also re-reads on its own.
 - `StatusWriter` writes a resource's status at most once per `min_interval_s`, and only when
   something visible changed: it remembers the stanza it wrote last and sends a merge patch to
   the `/status` subresource only when the new one differs.
@@ -34,6 +36,10 @@ logger = logging.getLogger(__name__)
 # After Redis drops the subscription, wait this long before subscribing again.
 RESUBSCRIBE_DELAY_S: Final = 1.0
 
+# Queue moves within this long are answered by one batched read of the pending tasks. A busy
+# queue moves many times a second; a waiting resource's position need not follow each step.
+QUEUE_REFRESH_INTERVAL_S: Final = 2.0
+
 ResourceKey = tuple[str, str]
 """(namespace, name) of a CoverageRefresh."""
 
@@ -53,11 +59,21 @@ class ResourceLogger(logging.LoggerAdapter[logging.Logger]):
 
 
 class Hub:
-    """Wake-ups for the per-resource mirrors, fed by one Redis subscription."""
+    """Wake-ups for the per-resource mirrors, fed by one Redis subscription.
+
+    A change of one task wakes that task's mirror only. A change that moves the queue also
+    flags `queue_moved`, and the runtime's refresher answers the flags of a whole interval with
+    one batched read for every pending task, handing each mirror its fields (`deliver`). Each
+    own change of a task counts up its version; fields read before that change are refused, so
+    a batch can never bring back a state older than the one a mirror read for itself.
+    """
 
     def __init__(self) -> None:
         self._wakers: dict[str, asyncio.Event] = {}
         self._pending: set[str] = set()
+        self._versions: dict[str, int] = {}
+        self._delivered: dict[str, dict[str, Any]] = {}
+        self.queue_moved = asyncio.Event()
 
     def register(self, task_id: str) -> asyncio.Event:
         waker = self._wakers.setdefault(task_id, asyncio.Event())
@@ -66,6 +82,8 @@ class Hub:
     def unregister(self, task_id: str) -> None:
         self._wakers.pop(task_id, None)
         self._pending.discard(task_id)
+        self._versions.pop(task_id, None)
+        self._delivered.pop(task_id, None)
 
     def mark_pending(self, task_id: str, pending: bool) -> None:
         if pending:
@@ -73,14 +91,37 @@ class Hub:
         else:
             self._pending.discard(task_id)
 
+    def pending(self) -> dict[str, int]:
+        """The pending tasks whose mirrors run, each with its version as of now."""
+        return {task_id: self._versions.get(task_id, 0) for task_id in self._pending}
+
     def wake(self, task_id: str) -> None:
+        """The task itself changed: its mirror reads it again, ignoring fields read before."""
+        self._versions[task_id] = self._versions.get(task_id, 0) + 1
+        self._delivered.pop(task_id, None)
         waker = self._wakers.get(task_id)
         if waker is not None:
             waker.set()
 
     def wake_all(self) -> None:
-        for waker in self._wakers.values():
-            waker.set()
+        for task_id in list(self._wakers):
+            self.wake(task_id)
+
+    def queue_changed(self) -> None:
+        """Tasks were added to or taken from the queue; the waiting ones' positions moved."""
+        if self._pending:
+            self.queue_moved.set()
+
+    def deliver(self, task_id: str, fields: dict[str, Any], *, version: int) -> None:
+        """Hand a mirror its task's fields from a batched read made at `version`."""
+        if task_id not in self._wakers or self._versions.get(task_id, 0) != version:
+            return
+        self._delivered[task_id] = fields
+        self._wakers[task_id].set()
+
+    def take(self, task_id: str) -> dict[str, Any] | None:
+        """The fields delivered to this task's mirror since it last looked, if any."""
+        return self._delivered.pop(task_id, None)
 
     def notify(self, event: events.TaskEvent) -> None:
         self.wake(event.task_id)
@@ -88,8 +129,7 @@ class Hub:
         # Any change other than a running task's progress moves the queue: a task was taken,
         # cancelled or handed back, so the positions of the tasks behind it changed.
         if event.status != "running" or event.progress == 0:
-            for task_id in list(self._pending):
-                self.wake(task_id)
+            self.queue_changed()
 
     async def listen(self, redis: aioredis.Redis) -> None:
         """Forward task events to the mirrors until cancelled, subscribing again after errors."""
@@ -179,6 +219,7 @@ class StatusWriter:
             {"status": status_.merge_patch(previous, settled)},
             # The generated client would pick a JSON patch for a dict body; this is a merge patch.
             _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+            _request_timeout=kube.REQUEST_TIMEOUT_S,
         )
         metrics.OPERATOR_API_WRITES.labels(kind="status").inc()
         self._written[key] = _Written(settled, time.monotonic())

@@ -10,20 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 from kubernetes_asyncio import client
+from redis.exceptions import RedisError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth import kube
 from agent_growth.db import engine as db_engine
-from agent_growth.db.models import FINISHED_STATUSES, BackgroundTask
+from agent_growth.db.models import BackgroundTask
 from agent_growth.errors import TaskAlreadyFinished, TaskNotFound
-from agent_growth.operator.mirror import Hub, StatusWriter
+from agent_growth.operator.mirror import QUEUE_REFRESH_INTERVAL_S, Hub, StatusWriter
 from agent_growth.settings import Settings, get_settings
 from agent_growth.tasks import lifecycle, queue
 from agent_growth.tasks import status as task_status
@@ -63,6 +65,7 @@ class Runtime:
             _stack=stack,
         )
         runtime.spawn("task events", runtime.hub.listen(redis))
+        runtime.spawn("queue positions", runtime.refresh_queue_positions())
         return runtime
 
     def spawn(self, name: str, coro: Awaitable[None]) -> None:
@@ -76,7 +79,7 @@ class Runtime:
 
         self._loops.append(asyncio.create_task(guarded(), name=f"agent-growth {name}"))
 
-    def every(self, name: str, interval_s: float, step: Callable[[], Awaitable[Any]]) -> None:
+    def every(self, name: str, *, interval_s: float, step: Callable[[], Awaitable[Any]]) -> None:
         """Run `step` now and then every `interval_s`; a failing step is logged, not fatal."""
 
         async def loop() -> None:
@@ -108,6 +111,44 @@ class Runtime:
                 return None
             return await task_status.task_status(session, self.redis, task)
 
+    async def pending_fields(self, task_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """`task_status` fields of those of the tasks still pending, read for all at once.
+
+        One query for the rows, then `task_statuses`, whose cost does not grow with their number.
+        """
+        async with self.session() as session:
+            statement = select(BackgroundTask).where(
+                BackgroundTask.task_id.in_(task_ids), BackgroundTask.status == "pending"
+            )
+            tasks = list((await session.scalars(statement)).all())
+            if not tasks:
+                return {}
+            return await task_status.task_statuses(session, self.redis, tasks)
+
+    async def refresh_queue_positions(self) -> None:
+        """Whenever the queue moved, read every pending task at once and hand out the fields."""
+        while True:
+            await self.hub.queue_moved.wait()
+            # Moves during this pause are answered by the same read.
+            await asyncio.sleep(QUEUE_REFRESH_INTERVAL_S)
+            self.hub.queue_moved.clear()
+            pending = self.hub.pending()
+            if not pending:
+                continue
+
+            try:
+                found = await self.pending_fields(list(pending))
+            except (SQLAlchemyError, RedisError, OSError) as exc:
+                logger.warning("queue positions unavailable; the mirrors poll instead: %r", exc)
+                continue
+            logger.debug("queue moved: %d pending tasks read at once", len(pending))
+            for task_id, version in pending.items():
+                if task_id in found:
+                    self.hub.deliver(task_id, found[task_id], version=version)
+                else:
+                    # No longer pending: its mirror reads what it became.
+                    self.hub.wake(task_id)
+
     async def cancel(self, task_id: str) -> tuple[str | None, bool]:
         """Cancel a task the one way every door does: (its status after, whether it changed).
 
@@ -137,7 +178,3 @@ class Runtime:
             await asyncio.sleep(CANCEL_POLL_S)
             state = await self.task_state(task_id)
         return state, changed
-
-
-def is_finished(state: str | None) -> bool:
-    return state in FINISHED_STATUSES

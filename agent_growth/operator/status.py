@@ -13,8 +13,8 @@ below `ETA_TOLERANCE_S` are not worth a write, so `settle` keeps the previous va
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TypeGuard
 
 PHASES: Final = {
     "pending": "Pending",
@@ -25,6 +25,9 @@ PHASES: Final = {
     "timeout": "TimedOut",
 }
 TERMINAL_PHASES: Final = frozenset({"Completed", "Failed", "Cancelled", "TimedOut"})
+
+# Why a resource whose task row vanished ended; the API answers 404 for such a task.
+TASK_DELETED_MESSAGE: Final = "task row deleted (its agent was deleted)"
 
 # A shift of the estimated completion smaller than this is noise, not news.
 ETA_TOLERANCE_S: Final = 10.0
@@ -78,7 +81,7 @@ def _result(raw: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return result or None
 
 
-def _message(phase: str, fields: Mapping[str, Any], result: Mapping[str, Any] | None) -> str:
+def _message(phase: str, *, fields: Mapping[str, Any], result: Mapping[str, Any] | None) -> str:
     if fields.get("error"):
         return str(fields["error"])
     if phase == "Pending":
@@ -93,10 +96,10 @@ def _message(phase: str, fields: Mapping[str, Any], result: Mapping[str, Any] | 
 
 def _condition(
     kind: str,
+    *,
     state: bool,
     reason: str,
     message: str,
-    *,
     generation: int | None,
     previous: Mapping[str, Any] | None,
     now: dt.datetime,
@@ -118,6 +121,31 @@ def _condition(
     return condition
 
 
+Condition = tuple[str, bool, str, str]
+"""(type, state, reason, message) of one condition, in the order of `CONDITION_TYPES`."""
+
+
+def _conditions(
+    rows: Sequence[Condition],
+    *,
+    generation: int | None,
+    previous: Mapping[str, Any] | None,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    return [
+        _condition(
+            kind,
+            state=state,
+            reason=reason,
+            message=message,
+            generation=generation,
+            previous=previous,
+            now=now,
+        )
+        for kind, state, reason, message in rows
+    ]
+
+
 def build_status(
     fields: Mapping[str, Any],
     *,
@@ -129,7 +157,7 @@ def build_status(
     moment = now or dt.datetime.now(dt.UTC)
     phase = PHASES[fields["status"]]
     result = _result(fields.get("result"))
-    message = _message(phase, fields, result)
+    message = _message(phase, fields=fields, result=result)
 
     status: dict[str, Any] = {
         "taskId": fields["task_id"],
@@ -148,18 +176,14 @@ def build_status(
     }
     status.update({key: value for key, value in optional.items() if value is not None})
 
-    def condition(kind: str, state: bool, reason: str, text: str) -> dict[str, Any]:
-        return _condition(
-            kind, state, reason, text, generation=generation, previous=previous, now=moment
-        )
-
     finished = phase in TERMINAL_PHASES
     running = phase == "Running"
-    status["conditions"] = [
-        condition("Accepted", True, "Queued", f"task {fields['task_id']}"),
-        condition("Running", running, "Started" if running else phase, message if running else ""),
-        condition("Finished", finished, phase if finished else "InProgress", message),
+    rows: list[Condition] = [
+        ("Accepted", True, "Queued", f"task {fields['task_id']}"),
+        ("Running", running, "Started" if running else phase, message if running else ""),
+        ("Finished", finished, phase if finished else "InProgress", message),
     ]
+    status["conditions"] = _conditions(rows, generation=generation, previous=previous, now=moment)
     return status
 
 
@@ -175,25 +199,63 @@ def rejected_status(
     """The status of a resource that never became a task (an unknown agent, say)."""
     moment = now or dt.datetime.now(dt.UTC)
 
-    def condition(kind: str, state: bool, reason_: str, text: str) -> dict[str, Any]:
-        return _condition(
-            kind, state, reason_, text, generation=generation, previous=previous, now=moment
-        )
-
     status: dict[str, Any] = {
         "phase": "Failed",
         "progress": 0,
         "attempts": 0,
         "message": message,
         "completionTime": (previous or {}).get("completionTime") or timestamp(moment),
-        "conditions": [
-            condition("Accepted", False, reason, message),
-            condition("Running", False, "Failed", ""),
-            condition("Finished", True, "Failed", message),
-        ],
+        "conditions": _conditions(
+            [
+                ("Accepted", False, reason, message),
+                ("Running", False, "Failed", ""),
+                ("Finished", True, "Failed", message),
+            ],
+            generation=generation,
+            previous=previous,
+            now=moment,
+        ),
     }
     if task_id:
         status["taskId"] = task_id
+    if generation is not None:
+        status["observedGeneration"] = generation
+    return status
+
+
+def task_deleted_status(
+    previous: Mapping[str, Any],
+    *,
+    generation: int | None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """The end of a resource whose task row is gone: deleting an agent deletes its tasks.
+
+    Nothing will ever change the task again, so the resource ends Failed and its TTL runs;
+    what the last stanza said about the task's start and progress is kept.
+    """
+    moment = now or dt.datetime.now(dt.UTC)
+    task_id = previous.get("taskId")
+
+    status: dict[str, Any] = {
+        "phase": "Failed",
+        "progress": int(previous.get("progress") or 0),
+        "attempts": int(previous.get("attempts") or 0),
+        "message": TASK_DELETED_MESSAGE,
+        "completionTime": timestamp(moment),
+        "conditions": _conditions(
+            [
+                ("Accepted", True, "Queued", f"task {task_id}"),
+                ("Running", False, "Failed", ""),
+                ("Finished", True, "TaskDeleted", TASK_DELETED_MESSAGE),
+            ],
+            generation=generation,
+            previous=previous,
+            now=moment,
+        ),
+    }
+    optional = {"taskId": task_id, "startTime": previous.get("startTime")}
+    status.update({key: value for key, value in optional.items() if value})
     if generation is not None:
         status["observedGeneration"] = generation
     return status
@@ -223,6 +285,13 @@ def is_terminal(status: Mapping[str, Any] | None) -> bool:
     if not status:
         return False
     return status.get("phase") in TERMINAL_PHASES
+
+
+def was_accepted(status: Mapping[str, Any] | None) -> TypeGuard[Mapping[str, Any]]:
+    """Whether the stanza shows a task that was seen and has not ended (Pending or Running)."""
+    if not status:
+        return False
+    return bool(status.get("taskId")) and not is_terminal(status)
 
 
 # Event reason and type for each terminal phase.

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import math
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -90,25 +91,50 @@ async def task_status(
     session: AsyncSession, redis: aioredis.Redis, task: BackgroundTask
 ) -> dict[str, Any]:
     """Every public field of the task, plus `queue_position` and a current ETA."""
-    fields = task_fields(task)
-    fields["queue_position"] = None
-    if task.status == "pending":
+    return (await task_statuses(session, redis, [task]))[task.task_id]
+
+
+async def task_statuses(
+    session: AsyncSession, redis: aioredis.Redis, tasks: Sequence[BackgroundTask]
+) -> dict[str, dict[str, Any]]:
+    """`task_status` of several tasks at once, by task id.
+
+    However many tasks: one Redis round trip for the queue positions, one for the workers'
+    capacity, and one (cached) query for the typical duration.
+    """
+    statuses = {task.task_id: {**task_fields(task), "queue_position": None} for task in tasks}
+    pending = [task for task in tasks if task.status == "pending"]
+    unprojected = [
+        task
+        for task in tasks
+        if task.status == "running" and task.estimated_completion_at is None and task.started_at
+    ]
+    if not pending and not unprojected:
+        return statuses
+
+    typical_s = await recent_duration_s(session)
+    now = dt.datetime.now(dt.UTC)
+    if pending:
         try:
-            position = await queue.position(redis, task_id=task.task_id, priority=task.priority)
+            positions = await queue.positions(redis, [(t.task_id, t.priority) for t in pending])
             capacity = await queue.worker_capacity(redis)
         except (RedisError, OSError) as exc:
-            logger.warning("queue position of task %s unknown: %s", task.task_id, exc)
-            return fields
-        fields["queue_position"] = position
-        typical_s = await recent_duration_s(session)
-        if position is not None and typical_s is not None:
-            rounds = math.ceil(position / max(capacity, 1))
-            now = dt.datetime.now(dt.UTC)
-            fields["estimated_completion_at"] = now + dt.timedelta(seconds=rounds * typical_s)
-    elif task.status == "running" and task.estimated_completion_at is None:
-        typical_s = await recent_duration_s(session)
-        if typical_s is not None and task.started_at is not None:
-            fields["estimated_completion_at"] = max(
-                task.started_at + dt.timedelta(seconds=typical_s), dt.datetime.now(dt.UTC)
-            )
-    return fields
+            if len(pending) == 1:
+                logger.warning("queue position of task %s unknown: %s", pending[0].task_id, exc)
+            else:
+                logger.warning("queue positions of %d tasks unknown: %s", len(pending), exc)
+            positions, capacity = {}, 0
+        for task in pending:
+            position = positions.get(task.task_id)
+            statuses[task.task_id]["queue_position"] = position
+            if position is not None and typical_s is not None:
+                # The tasks ahead pass through the workers' slots in rounds, then this one runs.
+                rounds = math.ceil(position / max(capacity, 1))
+                eta = now + dt.timedelta(seconds=rounds * typical_s)
+                statuses[task.task_id]["estimated_completion_at"] = eta
+    if typical_s is not None:
+        for task in unprojected:
+            assert task.started_at is not None
+            expected = task.started_at + dt.timedelta(seconds=typical_s)
+            statuses[task.task_id]["estimated_completion_at"] = max(expected, now)
+    return statuses

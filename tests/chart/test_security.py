@@ -27,7 +27,7 @@ OPERATOR_CLUSTER_ONLY = {
     ("kopf.dev", "clusterkopfpeerings"): {"get", "list", "watch", "patch"},
     ("", "namespaces"): {"list", "watch"},
 }
-API_ALLOWED = {("agentgrowth.io", "coveragerefreshes"): {"create", "get", "patch", "delete"}}
+API_ALLOWED = {("agentgrowth.io", "coveragerefreshes"): {"create", "get", "patch"}}
 
 
 def _pod_specs(manifests: list[Manifest]) -> list[tuple[str, dict[str, Any]]]:
@@ -140,7 +140,7 @@ def test_no_role_uses_wildcards_or_touches_secrets(render: Render) -> None:
             assert resource not in {"secrets", "pods", "configmaps"}, role["metadata"]["name"]
 
 
-def test_api_may_only_create_read_patch_and_delete_coverage_refreshes(render: Render) -> None:
+def test_api_may_only_create_read_and_patch_coverage_refreshes(render: Render) -> None:
     manifests = render({"kubernetes": {"namespace": "refreshes"}})
     role = one(manifests, "Role", full_name("api"))
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import kmock
 import kopf
+import prometheus_client
 import pytest
 
 from agent_growth import kube
@@ -58,13 +59,16 @@ async def k8s() -> AsyncIterator[KubernetesServer]:
 
 
 @pytest.fixture
-def kubeconfig_path(k8s: KubernetesServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+async def kubeconfig_path(
+    k8s: KubernetesServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Path]:
     """KUBECONFIG for every client in this process: kopf, kubernetes_asyncio, kubectl."""
     path = tmp_path / "kubeconfig"
     path.write_text(kubeconfig(str(k8s.url).rstrip("/")))
     monkeypatch.setenv("KUBECONFIG", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    return path
+    yield path
+    await kube.close()
 
 
 @pytest.fixture
@@ -161,6 +165,14 @@ def resource(k8s: KubernetesServer, name: str) -> dict[str, Any] | None:
 def phase(k8s: KubernetesServer, name: str) -> str | None:
     obj = resource(k8s, name)
     return None if obj is None else (obj.get("status") or {}).get("phase")
+
+
+def reconcile_errors() -> float:
+    """How many reconcile errors this process has counted so far (the alert's series)."""
+    value = prometheus_client.REGISTRY.get_sample_value(
+        "agent_growth_operator_reconciles_total", {"outcome": "error"}
+    )
+    return value or 0.0
 
 
 def events_for(k8s: KubernetesServer, name: str) -> list[str]:

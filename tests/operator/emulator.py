@@ -20,14 +20,17 @@ adds, for the resources it is told about:
   that is older than the kept history), that end after `timeoutSeconds`, and that list existing
   objects as ADDED only when no version is given;
 - merge patches (RFC 7386), JSON patches (RFC 6902), strategic merge patches taken as merge
-  patches, and label selectors with `=`, `==` and `!=`.
+  patches, and label selectors with `=`, `==` and `!=`;
+- lists in pages (`limit` and `continue`), over the objects alive when each page is served;
+- requests refused with 403 Forbidden for the (method, plural) pairs in `forbidden`, as a Role
+  without that verb would.
 
-What it still does not emulate: authentication and RBAC, admission webhooks, server-side apply,
-strategic-merge list semantics, field selectors, pagination (`limit`/`continue`), bookmarks,
-dry runs, CEL validation rules, garbage collection by owner references, namespaces as objects
-(they are a fixed set, `namespaces`, and objects may be created outside them), and protobuf or
-table output
-(`kubectl get` prints its columns from JSON itself).
+What it still does not emulate: authentication and RBAC (beyond `forbidden`), admission
+webhooks, server-side apply, strategic-merge list semantics, field selectors, the snapshot a
+paged list keeps, bookmarks, dry runs, CEL validation rules, garbage collection by owner
+references, namespaces as objects (they are a fixed set, `namespaces`, and objects may be
+created outside them), and protobuf or table output (`kubectl get` prints its columns from JSON
+itself).
 """
 
 from __future__ import annotations
@@ -124,6 +127,9 @@ class KubernetesServer(kmock.KubernetesEmulator):
     namespaces: set[str] = attrs.field(factory=lambda: {"default"})
     """Namespaces that exist; add to it before the operator starts, as `kubectl create ns` would."""
 
+    forbidden: set[tuple[str, str]] = attrs.field(factory=set)
+    """(method, plural) pairs refused with 403, e.g. `("DELETE", "coveragerefreshes")`."""
+
     watch_timeout_s: float | None = None
     """Server-side cap on a watch request, as `--min-request-timeout` does on a real server."""
 
@@ -208,6 +214,18 @@ class KubernetesServer(kmock.KubernetesEmulator):
                 found.append(request)
         return found
 
+    def lists(self, plural: str) -> list[rendering.Request]:
+        """List requests (watches left out) for the resources `plural`, in order."""
+        return [
+            request
+            for request in list(self._requests)
+            if request.method.value == "GET"
+            and request.resource is not None
+            and request.resource.plural == plural
+            and request.name is None
+            and request.params.get("watch") != "true"
+        ]
+
     # Serving.
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -250,6 +268,11 @@ class KubernetesServer(kmock.KubernetesEmulator):
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         kind = self._kinds.get(request.resource) if request.resource is not None else None
+        if kind is not None and (request.method.value, kind.resource.plural) in self.forbidden:
+            verb = request.method.value.lower()
+            return await self._render_error(
+                _error(403, "Forbidden", f"cannot {verb} {kind.resource.plural}: forbidden")
+            )
         if kind is not None and request.method.value in _MUTATING:
             try:
                 async with self._lock:
@@ -451,10 +474,23 @@ class KubernetesServer(kmock.KubernetesEmulator):
         async with self._lock:
             items = self._alive(request)
             version = str(self._rv)
+        metadata: dict[str, Any] = {"resourceVersion": version}
+
+        # Pages in a stable order; the token is the offset of the next page (a real server's
+        # is opaque, and clients pass it back as they got it).
+        if request.params.get("limit"):
+            items.sort(
+                key=lambda obj: (obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
+            )
+            start = int(request.params.get("continue") or 0)
+            end = start + int(request.params["limit"])
+            if end < len(items):
+                metadata["continue"] = str(end)
+            items = items[start:end]
         return {
             "apiVersion": _api_version(kind.resource),
             "kind": f"{kind.kind}List",
-            "metadata": {"resourceVersion": version},
+            "metadata": metadata,
             "items": items,
         }
 

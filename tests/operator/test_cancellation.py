@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from agent_growth import kube
+from agent_growth.operator import handlers
 from agent_growth.tasks import lifecycle, queue
 from tests.operator.conftest import (
-    NAMESPACE,
     create,
     delete,
     events_for,
     patch_spec,
     phase,
+    reconcile_errors,
     refresh_body,
     resource,
     running_operator,
@@ -71,6 +72,24 @@ async def test_a_refresh_created_cancelled_is_never_queued(
     assert sum((await queue.depth(redis_client)).values()) == 0
 
 
+async def test_a_refresh_created_cancelled_is_cancelled_even_while_its_cancel_handler_fails(
+    k8s, kubeconfig_path, agent_id, redis_client, monkeypatch
+):
+    """Accepting it cancels the row itself: no pending row is left for a worker to queue."""
+
+    async def failing(**_: object) -> None:
+        raise RuntimeError("the cancel handler failed")
+
+    monkeypatch.setattr(handlers, "cancel_requested", failing)
+    async with running_operator():
+        await create(k8s, refresh_body("stillborn", agent_id, cancel=True))
+        await wait_until(lambda: phase(k8s, "stillborn") == "Cancelled", what="Cancelled")
+
+    task_id = resource(k8s, "stillborn")["status"]["taskId"]
+    assert await _row_status(task_id) == "cancelled"
+    assert sum((await queue.depth(redis_client)).values()) == 0
+
+
 async def test_deleting_a_running_refresh_cancels_its_task_before_it_goes(
     k8s, kubeconfig_path, agent_id, monkeypatch
 ):
@@ -88,23 +107,23 @@ async def test_deleting_a_running_refresh_cancels_its_task_before_it_goes(
     assert await _row_status(task_id) == "cancelled"
 
 
-async def test_deleting_through_the_rest_door_cancels_a_waiting_refresh(
-    k8s, kubeconfig_path, agent_id
+async def test_deleting_a_waiting_refresh_cancels_its_task_and_lets_it_go(
+    k8s, kubeconfig_path, agent_id, redis_client
 ):
     async with running_operator():
         await create(k8s, refresh_body("unwanted", agent_id))
         task_id = await _task_id_of(k8s, "unwanted")
-        await kube.delete_coverage_refresh(name="unwanted", namespace=NAMESPACE)
+        await delete(k8s, "unwanted")
         await wait_until(lambda: resource(k8s, "unwanted") is None, what="the resource to go")
-        await kube.delete_coverage_refresh(name="unwanted", namespace=NAMESPACE)  # gone: no error
 
     assert await _row_status(task_id) == "cancelled"
+    assert await queue.position(redis_client, task_id=task_id, priority="medium") is None
 
 
 async def test_a_running_task_past_its_deadline_ends_timed_out(
     k8s, kubeconfig_path, agent_id, monkeypatch, session
 ):
-    monkeypatch.setenv("AGENT_GROWTH_OPERATOR_DEADLINE_GRACE_S", "0.5")
+    monkeypatch.setenv("AGENT_GROWTH_DEADLINE_GRACE_S", "0.5")
     async with running_operator():
         await create(k8s, refresh_body("stuck", agent_id, activeDeadlineSeconds=1))
         task_id = await _task_id_of(k8s, "stuck")
@@ -127,3 +146,18 @@ async def test_a_finished_refresh_is_deleted_after_its_ttl_and_its_row_stays(
         await wait_until(lambda: resource(k8s, "short-lived") is None, what="TTL deletion")
 
     assert await _row_status(task_id) == "completed"
+
+
+async def test_a_refresh_that_cannot_be_deleted_counts_as_a_reconcile_error(
+    k8s, kubeconfig_path, agent_id
+):
+    k8s.forbidden.add(("DELETE", kube.PLURAL))
+    before = reconcile_errors()
+    async with running_operator():
+        await create(
+            k8s, refresh_body("undeletable", agent_id, cancel=True, ttlSecondsAfterFinished=0)
+        )
+        await wait_until(lambda: phase(k8s, "undeletable") == "Cancelled", what="Cancelled")
+        await wait_until(lambda: reconcile_errors() > before, what="a reconcile error")
+
+    assert resource(k8s, "undeletable") is not None

@@ -151,6 +151,7 @@ async def _statuses(session, redis, agent_id) -> dict[str, dict[str, Any]]:
     built["rejected"] = status_.rejected_status(
         task_id=None, reason="AgentNotFound", message="agent x not found", generation=1
     )
+    built["task deleted"] = status_.task_deleted_status(built["running"], generation=3)
     return built
 
 
@@ -175,6 +176,7 @@ async def test_the_statuses_show_what_a_user_needs_in_each_phase(session, redis_
         "timeout": "TimedOut",
         "cancelled": "Cancelled",
         "rejected": "Failed",
+        "task deleted": "Failed",
     }
     assert built["pending"]["queuePosition"] == 1
     assert built["running"]["progress"] == 40
@@ -185,6 +187,8 @@ async def test_the_statuses_show_what_a_user_needs_in_each_phase(session, redis_
         "totalChunks": 6,
     }
     assert built["failed"]["message"] == "boom"
+    assert built["task deleted"]["startTime"] == built["running"]["startTime"]
+    assert "estimatedCompletionTime" not in built["task deleted"]
     for status in built.values():
         assert {c["type"] for c in status["conditions"]} == set(status_.CONDITION_TYPES)
         assert status["observedGeneration"] in (1, 3)

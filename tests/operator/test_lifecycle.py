@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 
 from agent_growth import kube
 from agent_growth.db import engine
-from agent_growth.db.models import BackgroundTask, CoverageHistory
+from agent_growth.db.models import Agent, BackgroundTask, CoverageHistory
 from agent_growth.tasks import events, lifecycle
 from tests.operator.conftest import (
     NAMESPACE,
@@ -89,6 +90,31 @@ async def test_an_unknown_agent_fails_the_resource_once_without_retrying(k8s, ku
     assert len(status_writes) == 1
     async with engine.session_factory()() as fresh:
         assert (await fresh.scalars(select(BackgroundTask))).all() == []
+
+
+async def test_a_refresh_whose_agent_is_deleted_ends_failed_and_goes_after_its_ttl(
+    k8s, kubeconfig_path, agent_id, session
+):
+    async with running_operator():
+        await create(k8s, refresh_body("bereaved", agent_id, ttlSecondsAfterFinished=1))
+        await wait_until(lambda: phase(k8s, "bereaved") == "Pending", what="Pending")
+        task_id = resource(k8s, "bereaved")["status"]["taskId"]
+
+        # Deleting the agent deletes its task rows with it.
+        await session.execute(sa_delete(Agent).where(Agent.id == agent_id))
+        await session.commit()
+        assert await fetch_task(task_id) is None
+
+        await wait_until(lambda: phase(k8s, "bereaved") == "Failed", what="Failed")
+        status = resource(k8s, "bereaved")["status"]
+        await wait_until(lambda: resource(k8s, "bereaved") is None, what="TTL deletion")
+
+    assert status["message"] == "task row deleted (its agent was deleted)"
+    assert status["taskId"] == task_id
+    assert "queuePosition" not in status
+    finished = next(c for c in status["conditions"] if c["type"] == "Finished")
+    assert (finished["status"], finished["reason"]) == ("True", "TaskDeleted")
+    assert events_for(k8s, "bereaved") == ["Queued", "Failed"]
 
 
 async def test_a_webhook_to_a_metadata_address_fails_the_resource(

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
+from sqlalchemy import func, update
+
+from agent_growth import kube
+from agent_growth.db.models import BackgroundTask
+from agent_growth.operator import drift
+from agent_growth.operator.runtime import Runtime
 from agent_growth.tasks import lifecycle, queue
 from tests.operator.conftest import (
     NAMESPACE,
@@ -116,3 +123,49 @@ async def test_a_row_whose_resource_never_arrived_is_cancelled(
 async def _status_is(task_id: str, status: str) -> bool:
     row = await fetch_task(task_id)
     return row is not None and row.status == status
+
+
+async def test_drift_reads_every_page_of_resources_and_spares_their_tasks(
+    k8s, kubeconfig_path, agent_id, session, monkeypatch
+):
+    monkeypatch.setenv("AGENT_GROWTH_OPERATOR_DRIFT_MIN_AGE_S", "0")
+    monkeypatch.setattr(drift, "LIST_PAGE_SIZE", 2)
+    async with running_operator():
+        for index in range(5):
+            await create(k8s, refresh_body(f"paged-{index}", agent_id))
+        await wait_until(
+            lambda: all(phase(k8s, f"paged-{index}") == "Pending" for index in range(5)),
+            what="five Pending resources",
+        )
+        orphan = await lifecycle.create_task(
+            session, agent_id=agent_id, resource_namespace=NAMESPACE
+        )
+        await wait_until(lambda: _status_is(orphan.task_id, "cancelled"), what="cancelled")
+        await asyncio.sleep(1.2)  # one more drift round
+
+    for index in range(5):
+        assert phase(k8s, f"paged-{index}") == "Pending"
+        assert await _status_is(resource(k8s, f"paged-{index}")["status"]["taskId"], "pending")
+    pages = [r for r in k8s.lists(kube.PLURAL) if r.params.get("limit") == "2"]
+    assert any(r.params.get("continue") for r in pages), "drift never asked for a second page"
+
+
+async def test_drift_leaves_rows_younger_than_the_minimum_age_by_the_database_clock(
+    k8s, kubeconfig_path, agent_id, session, monkeypatch
+):
+    monkeypatch.setenv("AGENT_GROWTH_OPERATOR_DRIFT_MIN_AGE_S", "60")
+    orphan = await lifecycle.create_task(session, agent_id=agent_id, resource_namespace=NAMESPACE)
+    runtime = await Runtime.start(namespaces=(NAMESPACE,))
+    try:
+        assert await drift.reconcile_drift(runtime) == []
+        await session.execute(
+            update(BackgroundTask)
+            .where(BackgroundTask.task_id == orphan.task_id)
+            .values(created_at=func.now() - dt.timedelta(seconds=61))
+        )
+        await session.commit()
+        assert await drift.reconcile_drift(runtime) == [orphan.task_id]
+    finally:
+        await runtime.close()
+
+    assert await _status_is(orphan.task_id, "cancelled")

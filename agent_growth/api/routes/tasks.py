@@ -19,7 +19,6 @@ from typing import Annotated, Any
 
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Body, HTTPException, Path, Query, Request, Response
-from redis.exceptions import RedisError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,7 +37,7 @@ from agent_growth.api.schemas import (
 from agent_growth.db.models import Agent, BackgroundTask
 from agent_growth.errors import AgentNotFound, TaskNotFound
 from agent_growth.settings import Settings
-from agent_growth.tasks import lifecycle, queue, status
+from agent_growth.tasks import lifecycle, status
 from agent_growth.webhooks import guard
 
 logger = logging.getLogger(__name__)
@@ -56,16 +55,6 @@ TaskIdPath = Annotated[TaskId, Path(examples=["agent-coverage-0d4c..."])]
 _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     503: {"model": Problem, "description": "Queue or cluster down; see Retry-After"}
 }
-
-
-async def _queue_positions(redis: aioredis.Redis, tasks: list[BackgroundTask]) -> dict[str, int]:
-    """Queue positions of the pending tasks of a page, in one Redis round trip."""
-    pending = [(task.task_id, task.priority) for task in tasks if task.status == "pending"]
-    try:
-        return await queue.positions(redis, pending)
-    except (RedisError, OSError) as exc:
-        logger.warning("queue positions of a task page unknown: %s", exc)
-        return {}
 
 
 async def _task_status_out(
@@ -102,13 +91,8 @@ async def list_tasks(
     page = await pagination.fetch_page(
         session, statement, keyset=KEYSET, after=after, filters=filters, limit=limit
     )
-    positions = await _queue_positions(redis, page.rows)
-    items = [
-        TaskStatusOut.model_validate(
-            {**status.task_fields(task), "queue_position": positions.get(task.task_id)}
-        )
-        for task in page.rows
-    ]
+    statuses = await status.task_statuses(session, redis, page.rows)
+    items = [TaskStatusOut.model_validate(statuses[task.task_id]) for task in page.rows]
     return TaskPage(items=items, next_cursor=page.next_cursor)
 
 
