@@ -1,7 +1,8 @@
-"""Every container the chart runs starts a command the `agent-growth` CLI accepts.
+"""Every container the chart runs starts a command the CLI accepts, with settings it reads.
 
-The chart and the CLI are written apart; a renamed flag would only show as a crash-looping pod.
-Here each rendered container's arguments are parsed by the CLI itself, without running it.
+The chart and the code are written apart; a renamed flag would only show as a crash-looping pod,
+and a renamed setting not at all. Here each rendered container's arguments are parsed by the CLI
+itself, without running it, and every AGENT_GROWTH_* variable is checked against the settings.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 import typer
 
 from agent_growth.cli import app
+from agent_growth.settings import Settings
 from tests.chart.manifests import find
 
 NAMESPACED = {"operator": {"watch": {"namespaces": ["team-a", "team-b"]}}}
@@ -47,3 +49,26 @@ def test_each_container_command_parses(render, values) -> None:
             pytest.fail(f"{where}: `agent-growth {' '.join(args)}` is refused: {exc}")
         checked += 1
     assert checked >= 3
+
+
+@pytest.mark.parametrize(
+    "values", [{}, NAMESPACED, CLUSTER_WIDE], ids=["defaults", "namespaced", "cluster-wide"]
+)
+def test_each_setting_the_chart_passes_is_one_the_code_reads(render, values) -> None:
+    known = {f"AGENT_GROWTH_{name.upper()}" for name in Settings.model_fields}
+    passed = set()
+    for manifest in render(values):
+        if manifest["kind"] in {"Secret", "ConfigMap"}:
+            passed.update(k for k in (manifest.get("data") or {}) if k.startswith("AGENT_GROWTH_"))
+            passed.update(
+                k for k in (manifest.get("stringData") or {}) if k.startswith("AGENT_GROWTH_")
+            )
+    for _, container in containers(render(values)):
+        passed.update(
+            env["name"]
+            for env in container.get("env", [])
+            if env["name"].startswith("AGENT_GROWTH_")
+        )
+
+    assert passed, "the chart passes no settings at all"
+    assert passed - known == set()
