@@ -200,7 +200,7 @@ def refresh_all(
     watch(client, tasks)
 
 
-def report(client: httpx.Client, agents: list[dict[str, Any]], inbox: WebhookInbox) -> None:
+def report(client: httpx.Client, *, agents: list[dict[str, Any]], inbox: WebhookInbox) -> None:
     console.rule("Coverage")
     for agent in agents:
         coverage = client.get(f"/api/v1/agents/{agent['id']}/coverage").json()
@@ -270,6 +270,6 @@ def main(*, data_dir: Path | None = None) -> None:
         deadline = time.monotonic() + 10
         while not inbox.events and time.monotonic() < deadline:
             time.sleep(0.1)
-        report(client, agents, inbox)
+        report(client, agents=agents, inbox=inbox)
 
     console.rule(f"Done in {time.monotonic() - started:.0f} s; every process it started is stopped")

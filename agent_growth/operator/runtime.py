@@ -109,7 +109,7 @@ class Runtime:
             task = await session.get(BackgroundTask, task_id)
             if task is None:
                 return None
-            return await task_status.task_status(session, self.redis, task)
+            return await task_status.task_status(session, self.redis, task=task)
 
     async def pending_fields(self, task_ids: Collection[str]) -> dict[str, dict[str, Any]]:
         """`task_status` fields of those of the tasks still pending, read for all at once.
@@ -123,7 +123,7 @@ class Runtime:
             tasks = list((await session.scalars(statement)).all())
             if not tasks:
                 return {}
-            return await task_status.task_statuses(session, self.redis, tasks)
+            return await task_status.task_statuses(session, self.redis, tasks=tasks)
 
     async def refresh_queue_positions(self) -> None:
         """Whenever the queue moved, read every pending task at once and hand out the fields."""
@@ -156,7 +156,7 @@ class Runtime:
         """
         async with self.session() as session:
             try:
-                task = await lifecycle.cancel(session, self.redis, task_id)
+                task = await lifecycle.cancel(session, self.redis, task_id=task_id)
             except TaskNotFound:
                 return None, False
             except TaskAlreadyFinished as exc:

@@ -39,8 +39,11 @@ async def subscribe(redis: aioredis.Redis) -> AsyncIterator[TaskEvent]:
     async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
         await pubsub.subscribe(queue.events_channel())
         async for message in pubsub.listen():
-            data = json.loads(message["data"])
-            yield TaskEvent(**data)
+            try:
+                yield TaskEvent(**json.loads(message["data"]))
+            except (ValueError, TypeError) as exc:
+                # One bad message must not end the subscription of every watcher.
+                logger.warning("ignored a malformed task event %r: %s", message["data"], exc)
 
 
 async def signal_cancel(redis: aioredis.Redis, task_id: str) -> None:

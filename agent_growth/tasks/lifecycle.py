@@ -191,7 +191,7 @@ async def discard(session: AsyncSession, task_id: str) -> None:
     await session.commit()
 
 
-async def cancel(session: AsyncSession, redis: aioredis.Redis, task_id: str) -> BackgroundTask:
+async def cancel(session: AsyncSession, redis: aioredis.Redis, *, task_id: str) -> BackgroundTask:
     """Cancel a pending task at once, or ask the worker of a running one to stop."""
     cancelled = await _update_returning(
         session,

@@ -88,14 +88,14 @@ def task_fields(task: BackgroundTask) -> dict[str, Any]:
 
 
 async def task_status(
-    session: AsyncSession, redis: aioredis.Redis, task: BackgroundTask
+    session: AsyncSession, redis: aioredis.Redis, *, task: BackgroundTask
 ) -> dict[str, Any]:
     """Every public field of the task, plus `queue_position` and a current ETA."""
-    return (await task_statuses(session, redis, [task]))[task.task_id]
+    return (await task_statuses(session, redis, tasks=[task]))[task.task_id]
 
 
 async def task_statuses(
-    session: AsyncSession, redis: aioredis.Redis, tasks: Sequence[BackgroundTask]
+    session: AsyncSession, redis: aioredis.Redis, *, tasks: Sequence[BackgroundTask]
 ) -> dict[str, dict[str, Any]]:
     """`task_status` of several tasks at once, by task id.
 

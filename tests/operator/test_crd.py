@@ -111,7 +111,7 @@ async def _statuses(session, redis, agent_id) -> dict[str, dict[str, Any]]:
 
     async def snapshot(name: str, task_id: str, previous: dict[str, Any] | None = None) -> None:
         task = await session.get(type(pending), task_id, populate_existing=True)
-        fields = await task_status.task_status(session, redis, task)
+        fields = await task_status.task_status(session, redis, task=task)
         built[name] = status_.build_status(fields, generation=3, previous=previous)
 
     pending = await lifecycle.create_task(session, agent_id=agent_id, resource_namespace="ns")
@@ -145,7 +145,7 @@ async def _statuses(session, redis, agent_id) -> dict[str, dict[str, Any]]:
         await snapshot(outcome, task.task_id)
 
     cancelled = await lifecycle.create_task(session, agent_id=agent_id)
-    await lifecycle.cancel(session, redis, cancelled.task_id)
+    await lifecycle.cancel(session, redis, task_id=cancelled.task_id)
     await snapshot("cancelled", cancelled.task_id)
 
     built["rejected"] = status_.rejected_status(

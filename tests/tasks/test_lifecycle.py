@@ -87,7 +87,7 @@ async def test_cancelling_a_pending_task_removes_it_for_good(
 ) -> None:
     task_id = await submit(session, redis_client, agent_id, webhook_url="http://hooks.test/x")
 
-    cancelled = await lifecycle.cancel(session, redis_client, task_id)
+    cancelled = await lifecycle.cancel(session, redis_client, task_id=task_id)
 
     assert cancelled.status == "cancelled"
     assert cancelled.completed_at is not None
@@ -101,7 +101,7 @@ async def test_cancelling_a_running_task_asks_its_worker(session, redis_client, 
     task_id = await submit(session, redis_client, agent_id)
     await lifecycle.claim(session, task_id=task_id, worker_id="w1")
 
-    requested = await lifecycle.cancel(session, redis_client, task_id)
+    requested = await lifecycle.cancel(session, redis_client, task_id=task_id)
 
     assert requested.status == "running"
     assert await lifecycle.heartbeat(session, worker_id="w1", task_ids=[task_id]) == {task_id: True}
@@ -115,10 +115,10 @@ async def test_cancelling_a_finished_task_names_its_status(session, redis_client
     )
 
     with pytest.raises(TaskAlreadyFinished) as raised:
-        await lifecycle.cancel(session, redis_client, task_id)
+        await lifecycle.cancel(session, redis_client, task_id=task_id)
     assert raised.value.status == "failed"
     with pytest.raises(TaskNotFound):
-        await lifecycle.cancel(session, redis_client, "agent-coverage-unknown")
+        await lifecycle.cancel(session, redis_client, task_id="agent-coverage-unknown")
 
 
 async def test_a_worker_that_lost_its_lease_cannot_finish(

@@ -87,7 +87,7 @@ async def test_cancelling_a_running_refresh_stops_it(
 
     async with running_worker():
         await wait_for_status(task.task_id, "running")
-        await lifecycle.cancel(session, redis_client, task.task_id)
+        await lifecycle.cancel(session, redis_client, task_id=task.task_id)
         done = await wait_for_status(task.task_id, "cancelled", "completed", timeout_s=5)
 
     assert done.status == "cancelled"

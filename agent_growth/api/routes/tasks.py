@@ -60,7 +60,7 @@ _UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 async def _task_status_out(
     session: AsyncSession, redis: aioredis.Redis, task: BackgroundTask
 ) -> TaskStatusOut:
-    return TaskStatusOut.model_validate(await status.task_status(session, redis, task))
+    return TaskStatusOut.model_validate(await status.task_status(session, redis, task=task))
 
 
 @router.get(
@@ -91,7 +91,7 @@ async def list_tasks(
     page = await pagination.fetch_page(
         session, statement, keyset=KEYSET, after=after, filters=filters, limit=limit
     )
-    statuses = await status.task_statuses(session, redis, page.rows)
+    statuses = await status.task_statuses(session, redis, tasks=page.rows)
     items = [TaskStatusOut.model_validate(statuses[task.task_id]) for task in page.rows]
     return TaskPage(items=items, next_cursor=page.next_cursor)
 
@@ -133,7 +133,7 @@ async def get_task(task_id: TaskIdPath, session: SessionDep, redis: RedisDep) ->
 )
 async def cancel_task(task_id: TaskIdPath, session: SessionDep, redis: RedisDep) -> None:
     task_logging.log_as_task(task_id)
-    await lifecycle.cancel(session, redis, task_id)
+    await lifecycle.cancel(session, redis, task_id=task_id)
 
 
 @router.post(
