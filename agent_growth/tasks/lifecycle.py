@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import psycopg
 import redis.asyncio as aioredis
 from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -87,9 +88,10 @@ async def create_task(
     task_id: str | None = None,
     resource_namespace: str | None = None,
 ) -> BackgroundTask:
-    """Insert and commit a pending task; it runs only once `enqueue` has queued it."""
-    if await session.get(Agent, agent_id) is None:
-        raise AgentNotFound(agent_id)
+    """Insert and commit a pending task; it runs only once `enqueue` has queued it.
+
+    The agent's existence is checked by its foreign key, in the same round trip as the insert.
+    """
     statement = (
         insert(BackgroundTask)
         .values(
@@ -100,13 +102,17 @@ async def create_task(
             webhook_url=webhook_url,
             resource_namespace=resource_namespace,
         )
-        .returning(BackgroundTask.task_id)
+        .returning(BackgroundTask)
     )
-    new_id = (await session.execute(statement)).scalar_one()
-    await session.commit()
-    task = await session.get(BackgroundTask, new_id)
-    assert task is not None
-    logger.info("task %s created for agent %s, priority %s", new_id, agent_id, priority)
+    try:
+        task = (await session.scalars(statement)).one()
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        if isinstance(exc.orig, psycopg.errors.ForeignKeyViolation):
+            raise AgentNotFound(agent_id) from None
+        raise
+    logger.info("task %s created for agent %s, priority %s", task.task_id, agent_id, priority)
     return task
 
 
