@@ -242,14 +242,20 @@ async def cancel(session: AsyncSession, redis: aioredis.Redis, *, task_id: str) 
     raise TaskAlreadyFinished(task_id, finished.status)
 
 
-async def cancel_for_agent(
-    session: AsyncSession, redis: aioredis.Redis, *, agent_id: uuid.UUID, reason: str
-) -> list[BackgroundTask]:
-    """End every unfinished task of an agent as cancelled at once, running ones included.
+async def delete_agent(
+    session: AsyncSession, redis: aioredis.Redis, *, agent_id: uuid.UUID
+) -> None:
+    """Delete an agent with its tasks and history; its unfinished tasks end as cancelled first.
 
-    For an agent about to be deleted: the webhook events are staged now, and a worker running
-    one of the tasks finds its lease gone at its next heartbeat and stops without recording.
+    Their webhook events are staged before the rows go (the outbox outlives them). One
+    transaction holds the agent's row lock from the cancellation to the delete, so a refresh
+    submitted meanwhile waits on that lock and then finds no agent: no task slips in between
+    to vanish uncancelled. A worker running one of the tasks finds its lease gone at its next
+    heartbeat and stops without recording anything.
     """
+    locked = await session.scalar(select(Agent.id).where(Agent.id == agent_id).with_for_update())
+    if locked is None:
+        raise AgentNotFound(agent_id)
     ended = await _update_returning(
         session,
         update(BackgroundTask)
@@ -260,13 +266,15 @@ async def cancel_for_agent(
         .values(
             status="cancelled",
             cancellation_requested=True,
-            error=reason,
+            error="cancelled: its agent was deleted",
             **_ENDED_NOW,
         ),
     )
     for task in ended:
         outbox.add_event(session, task)
+    await session.execute(delete(Agent).where(Agent.id == agent_id))
     await session.commit()
+
     for task in ended:
         try:
             await queue.remove(redis, task.task_id)
@@ -274,7 +282,7 @@ async def cancel_for_agent(
             logger.warning("task %s cancelled but still queued: %s", task.task_id, exc)
         await events.signal_cancel(redis, task.task_id)
     await _announce_ended(redis, ended)
-    return ended
+    logger.info("agent %s deleted; %d unfinished tasks cancelled", agent_id, len(ended))
 
 
 async def claim(session: AsyncSession, *, task_id: str, worker_id: str) -> BackgroundTask | None:

@@ -304,3 +304,27 @@ async def test_of_concurrent_deletes_of_one_agent_exactly_one_succeeds(
     assert codes == [204] + [404] * 19, codes
     assert await session.scalar(select(func.count()).select_from(BackgroundTask)) == 0
     assert await queue.depth(redis_client) == {"high": 0, "medium": 0, "low": 0}
+
+
+async def test_a_refresh_racing_a_delete_is_either_refused_or_cancelled(
+    client: httpx.AsyncClient, session: AsyncSession, agent_id: uuid.UUID
+) -> None:
+    url = f"{AGENTS}/{agent_id}/coverage/refresh"
+    hook = {"webhook_url": "https://hooks.example.com/agent-growth"}
+
+    async def submit() -> httpx.Response:
+        return await client.post(url, json=hook)
+
+    async def delete_soon() -> httpx.Response:
+        await asyncio.sleep(0.01)
+        return await client.delete(f"{AGENTS}/{agent_id}")
+
+    *refreshes, deleted = await asyncio.gather(*(submit() for _ in range(30)), delete_soon())
+
+    assert deleted.status_code == 204
+    accepted = {r.json()["task_id"] for r in refreshes if r.status_code == 202}
+    assert {r.status_code for r in refreshes} <= {202, 404}
+    # Every accepted refresh was cancelled, and its receiver will hear of it.
+    events = (await session.scalars(select(WebhookOutbox))).all()
+    assert {event.task_id for event in events} == accepted
+    assert {event.payload["status"] for event in events} <= {"cancelled"}

@@ -17,7 +17,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth import coverage
@@ -247,22 +247,4 @@ async def get_agent(agent_id: uuid.UUID, session: SessionDep) -> AgentOut:
     responses={404: {"model": Problem}},
 )
 async def delete_agent(agent_id: uuid.UUID, session: SessionDep, redis: RedisDep) -> None:
-    # Concurrent deletes of one agent queue on this row lock; once the first commits, the others
-    # find no row here and answer 404.
-    locked = await session.scalar(select(Agent.id).where(Agent.id == agent_id).with_for_update())
-    if locked is None:
-        raise AgentNotFound(agent_id)
-
-    # Its unfinished tasks end as cancelled first, so their webhooks still go out; the rows
-    # then go with the agent.
-    await lifecycle.cancel_for_agent(
-        session, redis, agent_id=agent_id, reason="cancelled: its agent was deleted"
-    )
-
-    # Cancelling commits, which lets the lock go: the delete itself says who removed the row.
-    deleted = await session.scalar(delete(Agent).where(Agent.id == agent_id).returning(Agent.id))
-    if deleted is None:
-        await session.rollback()
-        raise AgentNotFound(agent_id)
-    await session.commit()
-    logger.info("agent %s deleted", agent_id)
+    await lifecycle.delete_agent(session, redis, agent_id=agent_id)
