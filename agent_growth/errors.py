@@ -50,3 +50,16 @@ class QueueUnavailable(AgentGrowthError):
 
 class ClusterUnavailable(AgentGrowthError):
     """The Kubernetes API refused or could not be reached while creating a resource."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a log record about a failure of PostgreSQL or Redis.
+
+    SQLAlchemy's own text repeats the whole statement and its parameters; the driver's first
+    line says what went wrong, and a missing table says what to do.
+    """
+    cause = getattr(exc, "orig", None) or exc
+    if type(cause).__name__ == "UndefinedTable":
+        return "the database has no schema; run `agent-growth migrate`"
+    text = str(cause).strip()
+    return text.splitlines()[0] if text else type(cause).__name__

@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_API_KEY = "dev-key"
 
+# A guessable key is no key: 24 characters of hex carry 96 bits.
+MIN_PRODUCTION_KEY_CHARS = 24
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENT_GROWTH_", extra="ignore")
@@ -162,6 +165,11 @@ class Settings(BaseSettings):
         if not self.api_keys or DEV_API_KEY in self.api_keys:
             raise ValueError(
                 "AGENT_GROWTH_API_KEYS must list real keys in production, not the development key"
+            )
+        if any(len(key) < MIN_PRODUCTION_KEY_CHARS for key in self.api_keys):
+            raise ValueError(
+                f"AGENT_GROWTH_API_KEYS: each key must have at least {MIN_PRODUCTION_KEY_CHARS}"
+                " characters in production, e.g. from `openssl rand -hex 24`"
             )
         if self.webhook_allow_private:
             raise ValueError("AGENT_GROWTH_WEBHOOK_ALLOW_PRIVATE must be false in production")

@@ -35,6 +35,7 @@ def only_line(done: subprocess.CompletedProcess[str]) -> str:
         ({"api_keys": ""}, "AGENT_GROWTH_API_KEYS: is empty"),
         ({"lease_ttl_s": "0.1"}, "AGENT_GROWTH_LEASE_TTL_S (0.1) must be at least three times"),
         ({"environment": "production", "api_keys": "dev-key"}, "not the development key"),
+        ({"environment": "production", "api_keys": "change-me"}, "at least 24 characters"),
     ],
 )
 def test_a_bad_setting_is_named_on_one_line(settings: dict[str, str], message: str) -> None:

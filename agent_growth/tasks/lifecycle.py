@@ -20,7 +20,8 @@ from typing import Any, Literal
 
 import psycopg
 import redis.asyncio as aioredis
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import case, cast, delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -377,12 +378,21 @@ async def finish(
 
     Returns None when the lease was lost (the task was reclaimed or ended by someone else); then
     nothing is written, which is how a task completes at most once.
+
+    A task whose cancellation was requested ends `cancelled` even when its work got done first:
+    the client was told it would be cancelled, so no result or history is recorded for it.
     """
     if history is not None and status != "completed":
         raise ValueError("only a completed task records coverage history")
+    requested = BackgroundTask.cancellation_requested
     values: dict[str, Any] = {"status": status, "result": result, "error": error, **_ENDED_NOW}
     if status == "completed":
-        values["progress_percentage"] = 100
+        values.update(
+            status=case((requested, "cancelled"), else_="completed"),
+            result=case((requested, None), else_=cast(result, JSONB)),
+            error=case((requested, "cancelled while running"), else_=None),
+            progress_percentage=case((requested, BackgroundTask.progress_percentage), else_=100),
+        )
     finished = await _update_returning(
         session,
         update(BackgroundTask)
@@ -401,12 +411,12 @@ async def finish(
         return None
 
     task = finished[0]
-    if history is not None:
+    if history is not None and task.status == "completed":
         await _record_history(session, task, history)
     outbox.add_event(session, task)
     await session.commit()
     await _announce_ended(redis, [task])
-    logger.info("task %s ended %s", task_id, status)
+    logger.info("task %s ended %s", task_id, task.status)
     return task
 
 
@@ -561,7 +571,9 @@ async def requeue_lost(session: AsyncSession, redis: aioredis.Redis) -> int:
         redis, [(task_id, priority, at) for task_id, priority, at in rows]
     )
     if added:
-        logger.warning("re-queued %d pending tasks that Redis no longer held", added)
+        # Usually tasks a worker popped a moment ago and is still claiming (harmless: the claim
+        # decides); after a Redis restart without persistence, the whole backlog.
+        logger.info("re-queued %d pending tasks missing from Redis", added)
     return added
 
 

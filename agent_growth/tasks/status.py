@@ -127,9 +127,10 @@ async def task_statuses(
         for task in pending:
             position = positions.get(task.task_id)
             statuses[task.task_id]["queue_position"] = position
-            if position is not None and typical_s is not None:
+            # With no worker alive there is no telling when it will run.
+            if position is not None and typical_s is not None and capacity > 0:
                 # The tasks ahead pass through the workers' slots in rounds, then this one runs.
-                rounds = math.ceil(position / max(capacity, 1))
+                rounds = math.ceil(position / capacity)
                 eta = now + dt.timedelta(seconds=rounds * typical_s)
                 statuses[task.task_id]["estimated_completion_at"] = eta
     if typical_s is not None:

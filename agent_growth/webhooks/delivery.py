@@ -396,7 +396,7 @@ async def _attempt_or_log(
             "webhook attempt could not be recorded task_id=%s event_id=%s: %s",
             event.task_id,
             event.event_id,
-            str(exc).splitlines()[0] if str(exc) else repr(exc),
+            errors.describe(exc),
             extra={"task_id": event.task_id, "event_id": str(event.event_id)},
         )
     except Exception:
@@ -440,8 +440,7 @@ async def run_delivery_loop(
                         claimed = await _claim(limit=capacity, policy=policy)
                     except (SQLAlchemyError, OSError) as exc:
                         # An outage: one line per poll, not a traceback, until it is over.
-                        first_line = str(exc).splitlines()[0] if str(exc) else repr(exc)
-                        logger.warning("cannot claim webhook events: %s", first_line)
+                        logger.warning("cannot claim webhook events: %s", errors.describe(exc))
                         await _wait(stop, timeout_s=OUTAGE_BACKOFF_S)
                     except Exception:
                         logger.exception("claiming due webhook events failed; trying again")

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agent_growth import logs, metrics
+from agent_growth import errors, logs, metrics
 from agent_growth.db import engine
 from agent_growth.db.models import BackgroundTask
 from agent_growth.errors import QueueUnavailable
@@ -139,7 +139,9 @@ class Worker:
             try:
                 task = await self._next_task()
             except (RedisError, OSError, SQLAlchemyError, QueueUnavailable) as exc:
-                logger.warning("worker %s cannot take work: %s; retrying", self.worker_id, exc)
+                logger.warning(
+                    "worker %s cannot take work: %s; retrying", self.worker_id, errors.describe(exc)
+                )
                 await self._sleep_unless_stopping(1.0)
                 continue
             if task is None:
@@ -197,12 +199,14 @@ class Worker:
         except (SQLAlchemyError, RedisError, OSError) as exc:
             if outcome is not None:
                 # Its lease lapses and another worker takes the task again.
-                logger.warning("task %s could not be recorded: %s", task_id, exc)
+                logger.warning("task %s could not be recorded: %s", task_id, errors.describe(exc))
         try:
             if outcome is None:
                 await self._stopped(task_id, self._stop_reasons.get(task_id, "lost"))
         except (SQLAlchemyError, RedisError, OSError, QueueUnavailable) as exc:
-            logger.warning("task %s stopped, but that could not be recorded: %s", task_id, exc)
+            logger.warning(
+                "task %s stopped, but that could not be recorded: %s", task_id, errors.describe(exc)
+            )
         finally:
             metrics.TASKS_RUNNING.dec()
 
@@ -337,7 +341,9 @@ class Worker:
             try:
                 await step()
             except (SQLAlchemyError, RedisError, OSError, QueueUnavailable) as exc:
-                logger.warning("%s failed: %s; will retry", step.__name__.lstrip("_"), exc)
+                logger.warning(
+                    "%s failed: %s; will retry", step.__name__.lstrip("_"), errors.describe(exc)
+                )
             await asyncio.sleep(interval_s)
 
 

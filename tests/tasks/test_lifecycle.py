@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_growth.db import engine
-from agent_growth.db.models import BackgroundTask, WebhookOutbox
+from agent_growth.db.models import BackgroundTask, CoverageHistory, WebhookOutbox
 from agent_growth.errors import (
     AgentNotFound,
     QueueUnavailable,
@@ -240,3 +240,54 @@ async def test_tasks_ended_by_the_reaper_are_counted(
         "agent_growth_tasks_finished_total", {"status": "failed"}
     )
     assert failed_after == failed_before + 1
+
+
+async def test_work_done_after_a_cancel_request_still_ends_cancelled(
+    session, redis_client, agent_id
+) -> None:
+    task_id = await submit(session, redis_client, agent_id)
+    await lifecycle.claim(session, task_id=task_id, worker_id="w1")
+    await lifecycle.cancel(session, redis_client, task_id=task_id)
+
+    ended = await lifecycle.finish(
+        session,
+        redis_client,
+        task_id=task_id,
+        worker_id="w1",
+        status="completed",
+        result={"overall_coverage": 50.0},
+        history=CoverageHistory(
+            agent_id=agent_id,
+            task_id=task_id,
+            overall_coverage=50.0,
+            total_documents=1,
+            total_chunks=1,
+            version="1",
+            node_coverage={},
+        ),
+    )
+
+    assert ended is not None
+    assert (ended.status, ended.result, ended.error) == (
+        "cancelled",
+        None,
+        "cancelled while running",
+    )
+    assert await session.scalar(select(func.count()).select_from(CoverageHistory)) == 0
+
+
+async def test_a_completed_task_keeps_its_result(session, redis_client, agent_id) -> None:
+    task_id = await submit(session, redis_client, agent_id)
+    await lifecycle.claim(session, task_id=task_id, worker_id="w1")
+
+    ended = await lifecycle.finish(
+        session,
+        redis_client,
+        task_id=task_id,
+        worker_id="w1",
+        status="completed",
+        result={"overall_coverage": 50.0, "gaps": 2},
+    )
+
+    assert (ended.status, ended.progress_percentage) == ("completed", 100)
+    assert (await fetch(task_id)).result == {"overall_coverage": 50.0, "gaps": 2}
