@@ -1,20 +1,26 @@
 """Fixtures shared by every test: a real PostgreSQL database and a real Redis, both on loopback.
 
-The session creates its own database (`agent_growth_test`), migrates it once, and empties the
-tables before each test. Redis tests use database 15, emptied before each test, so a demo running
-on database 0 is left alone.
+The session creates its own database, migrates it once, and empties the tables before each
+test. Redis tests use database 15 and a key prefix of their own, whose keys are deleted before
+each test. Both are named after the checkout (`agent_growth_test_<hash of its path>`), so two
+checkouts, or the demo, can run beside each other; the AGENT_GROWTH_TEST_DATABASE_URL,
+AGENT_GROWTH_REDIS_URL and AGENT_GROWTH_REDIS_PREFIX variables override them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
+CHECKOUT = hashlib.sha1(str(Path(__file__).resolve().parents[1]).encode()).hexdigest()[:8]
 TEST_DATABASE_URL = os.environ.setdefault(
     "AGENT_GROWTH_TEST_DATABASE_URL",
-    "postgresql+psycopg://postgres@127.0.0.1:5432/agent_growth_test",
+    f"postgresql+psycopg://postgres@127.0.0.1:5432/agent_growth_test_{CHECKOUT}",
 )
 os.environ["AGENT_GROWTH_DATABASE_URL"] = TEST_DATABASE_URL
 os.environ.setdefault("AGENT_GROWTH_REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("AGENT_GROWTH_REDIS_PREFIX", f"agtest-{CHECKOUT}")
 os.environ["AGENT_GROWTH_API_KEYS"] = "test-key"
 os.environ["AGENT_GROWTH_WEBHOOK_ALLOW_PRIVATE"] = "true"
 
@@ -71,7 +77,11 @@ def _clean_state(database_url: str) -> Iterator[None]:
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     with psycopg.connect(db_engine.psycopg_dsn(database_url), autocommit=True) as conn:
         conn.execute(f"TRUNCATE {tables} CASCADE")
-    redis.Redis.from_url(get_settings().redis_url).flushdb()
+    settings = get_settings()
+    with redis.Redis.from_url(settings.redis_url) as client:
+        stale = list(client.scan_iter(match=f"{settings.redis_prefix}:*", count=1000))
+        if stale:
+            client.delete(*stale)
     yield
     get_settings.cache_clear()
 

@@ -7,6 +7,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import redis.asyncio as aioredis
+
 from agent_growth.db import engine
 from agent_growth.db.models import BackgroundTask
 from agent_growth.settings import get_settings
@@ -26,6 +28,13 @@ async def wait_until(
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+async def lose_redis_data(redis: aioredis.Redis) -> None:
+    """What a Redis restart without persistence does to this installation: every key gone."""
+    stale = [key async for key in redis.scan_iter(match=f"{get_settings().redis_prefix}:*")]
+    if stale:
+        await redis.delete(*stale)
 
 
 async def fetch_task(task_id: str) -> BackgroundTask | None:

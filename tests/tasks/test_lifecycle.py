@@ -21,7 +21,7 @@ from agent_growth.errors import (
 )
 from agent_growth.settings import get_settings
 from agent_growth.tasks import lifecycle, queue
-from tests import factories
+from tests import factories, running
 
 
 @pytest.fixture
@@ -174,7 +174,7 @@ async def test_pending_tasks_lost_by_redis_are_queued_again(
     monkeypatch.setattr(lifecycle, "REQUEUE_MIN_AGE_S", 0.0)
     low = await submit(session, redis_client, agent_id, priority="low")
     high = await submit(session, redis_client, agent_id, priority="high")
-    await redis_client.flushdb()
+    await running.lose_redis_data(redis_client)
 
     assert await lifecycle.requeue_lost(session, redis_client) == 2
     assert await lifecycle.requeue_lost(session, redis_client) == 0

@@ -15,7 +15,7 @@ from agent_growth.db.models import Agent, CoverageHistory
 from agent_growth.settings import get_settings
 from agent_growth.tasks import lifecycle, queue
 from agent_growth.worker.runner import Worker
-from tests import factories
+from tests import factories, running
 from tests.running import running_worker
 from tests.webhooks.receiver import Receiver
 from tests.worker.conftest import fetch_task, wait_for_status
@@ -116,7 +116,7 @@ async def test_tasks_lost_by_redis_still_run(session, redis_client, agent_id) ->
     task_ids = [
         (await lifecycle.submit(session, redis_client, agent_id=agent_id)).task_id for _ in range(3)
     ]
-    await redis_client.flushdb()
+    await running.lose_redis_data(redis_client)
     assert await queue.depth(redis_client) == {"high": 0, "medium": 0, "low": 0}
 
     async with running_worker():
