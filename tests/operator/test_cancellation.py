@@ -140,7 +140,9 @@ async def test_a_finished_refresh_is_deleted_after_its_ttl_and_its_row_stays(
     k8s, kubeconfig_path, agent_id
 ):
     async with running_operator(), running_worker():
-        await create(k8s, refresh_body("short-lived", agent_id, ttlSecondsAfterFinished=1))
+        # A TTL long enough that the final phase can be seen before the resource goes, even
+        # on a loaded machine.
+        await create(k8s, refresh_body("short-lived", agent_id, ttlSecondsAfterFinished=3))
         task_id = await _task_id_of(k8s, "short-lived")
         await wait_until(lambda: phase(k8s, "short-lived") == "Completed", what="Completed")
         await wait_until(lambda: resource(k8s, "short-lived") is None, what="TTL deletion")

@@ -96,7 +96,9 @@ async def test_a_refresh_whose_agent_is_deleted_ends_failed_and_goes_after_its_t
     k8s, kubeconfig_path, agent_id, session
 ):
     async with running_operator():
-        await create(k8s, refresh_body("bereaved", agent_id, ttlSecondsAfterFinished=1))
+        # A TTL long enough that the final phase can be seen before the resource goes, even
+        # on a loaded machine.
+        await create(k8s, refresh_body("bereaved", agent_id, ttlSecondsAfterFinished=3))
         await wait_until(lambda: phase(k8s, "bereaved") == "Pending", what="Pending")
         task_id = resource(k8s, "bereaved")["status"]["taskId"]
 
