@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import time
+from collections.abc import Callable
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -61,3 +63,65 @@ def configure(*, log_format: str = "text", level: str = "INFO") -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # httpx logs every request at INFO; for webhooks and the demo's client that is noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class Outage:
+    """How a loop reports a dependency that keeps failing, and how long it waits between tries.
+
+    The first failure is a warning; while the failures go on, one reminder a minute; the first
+    success after them is one line saying how long it lasted. The wait between tries doubles
+    from `first_wait_s` up to `max_wait_s`, so a long outage neither floods the logs nor hammers
+    the server, and a blip costs well under a second.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        doing: str,
+        *,
+        first_wait_s: float = 0.5,
+        max_wait_s: float = 5.0,
+        remind_every_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger = logger
+        self._doing = doing
+        self._first_wait_s = first_wait_s
+        self._max_wait_s = max_wait_s
+        self._remind_every_s = remind_every_s
+        self._clock = clock
+        self._failures = 0
+        self._began_at = 0.0
+        self._reminded_at = 0.0
+
+    @property
+    def ongoing(self) -> bool:
+        return self._failures > 0
+
+    def failed(self, reason: str) -> float:
+        """Records one failure and returns how many seconds to wait before the next try."""
+        now = self._clock()
+        if self._failures == 0:
+            self._began_at = self._reminded_at = now
+            self._logger.warning("%s failed: %s; retrying", self._doing, reason)
+        elif now - self._reminded_at >= self._remind_every_s:
+            self._reminded_at = now
+            self._logger.warning(
+                "%s still failing after %.0f s (%d tries): %s",
+                self._doing,
+                now - self._began_at,
+                self._failures + 1,
+                reason,
+            )
+        self._failures += 1
+        return min(self._first_wait_s * 2 ** (self._failures - 1), self._max_wait_s)
+
+    def recovered(self) -> None:
+        if self._failures:
+            self._logger.info(
+                "%s works again after %.1f s and %d failed tries",
+                self._doing,
+                self._clock() - self._began_at,
+                self._failures,
+            )
+            self._failures = 0

@@ -27,7 +27,7 @@ import redis.asyncio as aioredis
 from kubernetes_asyncio import client
 from redis.exceptions import RedisError
 
-from agent_growth import kube, metrics
+from agent_growth import errors, kube, logs, metrics
 from agent_growth.operator import status as status_
 from agent_growth.tasks import events
 
@@ -133,17 +133,17 @@ class Hub:
 
     async def listen(self, redis: aioredis.Redis) -> None:
         """Forward task events to the mirrors until cancelled, subscribing again after errors."""
+        outage = logs.Outage(logger, "listening for task events", first_wait_s=RESUBSCRIBE_DELAY_S)
         while True:
+            delay_s = RESUBSCRIBE_DELAY_S
             try:
-                async for event in events.subscribe(redis):
+                async for event in events.subscribe(redis, on_subscribed=outage.recovered):
                     self.notify(event)
             except (RedisError, OSError) as exc:
-                logger.warning(
-                    "task events unavailable, retrying in %.0f s: %s", RESUBSCRIBE_DELAY_S, exc
-                )
+                delay_s = outage.failed(errors.describe(exc))
 
             # Whatever was published while we were away is lost; let every mirror re-read.
-            await asyncio.sleep(RESUBSCRIBE_DELAY_S)
+            await asyncio.sleep(delay_s)
             self.wake_all()
 
 

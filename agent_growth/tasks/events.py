@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 
 import redis.asyncio as aioredis
@@ -34,10 +34,14 @@ async def publish(redis: aioredis.Redis, event: TaskEvent) -> None:
         logger.warning("could not publish the change of task %s: %s", event.task_id, exc)
 
 
-async def subscribe(redis: aioredis.Redis) -> AsyncIterator[TaskEvent]:
+async def subscribe(
+    redis: aioredis.Redis, *, on_subscribed: Callable[[], None] | None = None
+) -> AsyncIterator[TaskEvent]:
     """Every task change published from now on, until the caller stops iterating."""
     async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
         await pubsub.subscribe(queue.events_channel())
+        if on_subscribed is not None:
+            on_subscribed()
         async for message in pubsub.listen():
             try:
                 yield TaskEvent(**json.loads(message["data"]))
@@ -54,10 +58,14 @@ async def signal_cancel(redis: aioredis.Redis, task_id: str) -> None:
         logger.warning("could not signal cancellation of task %s: %s", task_id, exc)
 
 
-async def cancellations(redis: aioredis.Redis) -> AsyncIterator[str]:
+async def cancellations(
+    redis: aioredis.Redis, *, on_subscribed: Callable[[], None] | None = None
+) -> AsyncIterator[str]:
     """Task ids whose cancellation was requested, as the requests are made."""
     async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
         await pubsub.subscribe(queue.cancel_channel())
+        if on_subscribed is not None:
+            on_subscribed()
         async for message in pubsub.listen():
             data = message["data"]
             yield data.decode() if isinstance(data, bytes) else data

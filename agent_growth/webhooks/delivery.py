@@ -37,7 +37,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 import agent_growth
-from agent_growth import errors, metrics
+from agent_growth import errors, logs, metrics
 from agent_growth.db import engine as db_engine
 from agent_growth.db.models import BackgroundTask, WebhookDelivery, WebhookOutbox
 from agent_growth.settings import get_settings
@@ -53,9 +53,6 @@ CLAIM_MARGIN_S = 30.0
 
 DEFAULT_MAX_IN_FLIGHT = 20
 """Attempts one process runs at once; a hanging receiver occupies one of them, not the loop."""
-
-OUTAGE_BACKOFF_S = 5.0
-"""While PostgreSQL is unreachable, the loop looks again this often rather than every poll."""
 
 DEFAULT_POLL_INTERVAL_S = 0.5
 """How long an idle loop waits before looking again: a due event waits at most about this long,
@@ -428,6 +425,7 @@ async def run_delivery_loop(
     """
     policy = DeliveryPolicy.from_settings(get_settings())
     in_flight: set[asyncio.Task[None]] = set()
+    outage = logs.Outage(logger, "claiming due webhook events")
     logger.info("webhook delivery started max_in_flight=%d", max_in_flight)
 
     async with new_client(policy=policy) as client:
@@ -439,11 +437,12 @@ async def run_delivery_loop(
                     try:
                         claimed = await _claim(limit=capacity, policy=policy)
                     except (SQLAlchemyError, OSError) as exc:
-                        # An outage: one line per poll, not a traceback, until it is over.
-                        logger.warning("cannot claim webhook events: %s", errors.describe(exc))
-                        await _wait(stop, timeout_s=OUTAGE_BACKOFF_S)
+                        await _wait(stop, timeout_s=outage.failed(errors.describe(exc)))
+                        continue
                     except Exception:
                         logger.exception("claiming due webhook events failed; trying again")
+                    else:
+                        outage.recovered()
 
                 for event in claimed:
                     task = asyncio.create_task(_attempt_or_log(event, client=client, policy=policy))

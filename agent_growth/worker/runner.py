@@ -132,6 +132,7 @@ class Worker:
             logger.warning("webhook delivery did not stop cleanly: %r", exc)
 
     async def _take_work(self) -> None:
+        outage = logs.Outage(logger, f"worker {self.worker_id} taking work")
         while not self.stopping.is_set():
             if len(self._running) >= self.concurrency:
                 await self._wait_for_free_slot()
@@ -139,11 +140,9 @@ class Worker:
             try:
                 task = await self._next_task()
             except (RedisError, OSError, SQLAlchemyError, QueueUnavailable) as exc:
-                logger.warning(
-                    "worker %s cannot take work: %s; retrying", self.worker_id, errors.describe(exc)
-                )
-                await self._sleep_unless_stopping(1.0)
+                await self._sleep_unless_stopping(outage.failed(errors.describe(exc)))
                 continue
+            outage.recovered()
             if task is None:
                 continue
             self._spawn(task)
@@ -299,16 +298,17 @@ class Worker:
         await queue.announce_worker(self._redis, worker_id=self.worker_id, slots=self.concurrency)
 
     async def _listen_for_cancellations(self) -> None:
+        # Meanwhile the heartbeat still sees cancellations in PostgreSQL, only later.
+        outage = logs.Outage(logger, "listening for cancellation signals")
         while not self.stopping.is_set():
             try:
-                async for task_id in events.cancellations(self._redis):
+                signals = events.cancellations(self._redis, on_subscribed=outage.recovered)
+                async for task_id in signals:
                     if task_id in self._running:
                         logger.info("task %s: cancellation signal received", task_id)
                         self._stop_task(task_id, "cancel")
             except (RedisError, OSError) as exc:
-                # The heartbeat still sees cancellations in PostgreSQL meanwhile.
-                logger.warning("cancellation signals unavailable: %s", exc)
-                await self._sleep_unless_stopping(1.0)
+                await self._sleep_unless_stopping(outage.failed(errors.describe(exc)))
 
     async def _drain(self) -> None:
         if not self._running:
@@ -337,13 +337,15 @@ class Worker:
             await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
 
     async def _every(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
+        # Keeps its pace through an outage: a heartbeat that waited longer would lose leases.
+        outage = logs.Outage(logger, step.__name__.lstrip("_"))
         while True:
             try:
                 await step()
             except (SQLAlchemyError, RedisError, OSError, QueueUnavailable) as exc:
-                logger.warning(
-                    "%s failed: %s; will retry", step.__name__.lstrip("_"), errors.describe(exc)
-                )
+                outage.failed(errors.describe(exc))
+            else:
+                outage.recovered()
             await asyncio.sleep(interval_s)
 
 
