@@ -13,8 +13,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "agent_growth"
 PROCESSES = ("api", "worker", "operator")
 
-# Entrypoints that start every role, so they import the processes by design.
-ENTRYPOINTS = {"cli", "__main__", "demo", "local"}
+# The command line starts every role, so it imports the processes by design.
+ENTRYPOINTS = {"cli", "__main__"}
 
 
 def imported_modules(path: Path) -> set[str]:

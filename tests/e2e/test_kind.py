@@ -1,6 +1,6 @@
 """The whole system in a real Kubernetes cluster: image, CRD, chart, a CoverageRefresh, its history.
 
-Needs Docker, `kind` and `kubectl` (and `helm` for the chart) on the machine; see
+Needs Docker, `kind`, `kubectl` and `helm` on the machine; see
 docs/kubernetes.md. Without them the test is skipped, saying what is missing, unless
 `E2E_REQUIRED=1`, which turns the skip into a failure (for CI jobs that must not go green by
 skipping). Run it with `pytest -m e2e tests/e2e`.
@@ -29,7 +29,7 @@ CLUSTER = os.environ.get("E2E_CLUSTER_NAME", "agent-growth-e2e")
 
 
 def _missing_tools() -> list[str]:
-    missing = [tool for tool in ("docker", "kind", "kubectl") if shutil.which(tool) is None]
+    missing = [tool for tool in ("docker", "kind", "kubectl", "helm") if shutil.which(tool) is None]
     if "docker" not in missing:
         probe = subprocess.run(["docker", "info"], capture_output=True, timeout=30)
         if probe.returncode != 0:
@@ -96,8 +96,6 @@ def _install(cluster) -> None:
     _kubectl(cluster, "apply", "-f", str(ROOT / "crds"))
 
     chart = ROOT / "charts" / "agent-growth"
-    if not chart.exists() or shutil.which("helm") is None:
-        pytest.skip("the Helm chart or helm is missing; nothing would run the operator")
     _run(
         "helm",
         "upgrade",

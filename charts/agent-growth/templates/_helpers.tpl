@@ -252,13 +252,13 @@ cluster-scoped, so the namespace is part of the name there.
 {{- define "agent-growth.operatorRules" -}}
 - apiGroups: ["agentgrowth.io"]
   resources: ["coveragerefreshes"]
-  verbs: ["get", "list", "watch", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "patch", "delete"]
 - apiGroups: ["agentgrowth.io"]
   resources: ["coveragerefreshes/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
 
 {{/*
