@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import psycopg
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import make_url
 
+from agent_growth.db import engine as db_engine
 from agent_growth.db import migrate
 from agent_growth.db.models import Base
 
@@ -37,3 +44,34 @@ def test_upgrading_twice_is_harmless(scratch_database: str) -> None:
     engine = create_engine(scratch_database)
     assert "background_tasks" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_pods_migrating_at_once_create_and_migrate_the_database_once(
+    scratch_database: str,
+) -> None:
+    # Several pods start together on a database that does not exist yet: each runs `migrate`.
+    url = make_url(scratch_database)
+    maintenance = db_engine.psycopg_dsn(url.set(database="postgres").render_as_string(False))
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{url.database}"')
+    environment = {**os.environ, "AGENT_GROWTH_DATABASE_URL": scratch_database}
+
+    pods = [
+        subprocess.Popen(
+            [sys.executable, "-m", "agent_growth", "migrate"],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outcomes = [(pod.wait(timeout=120), *pod.communicate()) for pod in pods]
+
+    assert [code for code, _, _ in outcomes] == [0] * 4, [err for _, _, err in outcomes]
+    assert sum("created the database" in out for _, out, _ in outcomes) == 1
+    engine = create_engine(scratch_database)
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert differences == []

@@ -21,6 +21,10 @@ from sqlalchemy.ext.asyncio import (
 
 from agent_growth.settings import get_settings
 
+# Advisory lock key for creating databases; any fixed number shared by every process will do.
+# The lock is held by the connection and goes with it.
+CREATE_DATABASE_LOCK_ID = 0x61676462
+
 
 @functools.cache
 def engine() -> AsyncEngine:
@@ -50,17 +54,20 @@ def psycopg_dsn(database_url: str | None = None) -> str:
 
 
 def ensure_database(database_url: str | None = None) -> bool:
-    """Create the database named in the URL when it does not exist; True when it was created."""
+    """Create the database named in the URL when it does not exist; True when it was created.
+
+    Pods that start together all call this. Two CREATE DATABASE statements racing for one name
+    fail the loser with a unique violation on the catalogue rather than DuplicateDatabase, so
+    the check and the creation run under an advisory lock on the maintenance database instead.
+    """
     url = make_url(database_url or get_settings().database_url)
     maintenance = psycopg_dsn(url.set(database="postgres").render_as_string(hide_password=False))
     with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_DATABASE_LOCK_ID,))
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)
         ).fetchone()
         if exists:
             return False
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or "")))
-        except psycopg.errors.DuplicateDatabase:
-            return False  # Another process created it between our check and ours.
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or "")))
         return True
