@@ -1,48 +1,73 @@
 """Logging set-up for the entrypoints, and the task id that every task's records carry.
 
 Modules only call `logging.getLogger(__name__)`; `configure()` is called once, by the command
-that starts a process. The task being worked on lives in a context variable, which asyncio
-copies into each task, so a filter can stamp it on every record without threading it through
-every call.
+that starts a process. The task being worked on (and, in the operator, the CoverageRefresh
+resource behind it) lives in context variables, which asyncio copies into each task, so a
+filter can stamp them on every record without threading them through every call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pythonjsonlogger.json import JsonFormatter
 
 current_task_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_task_id", default=None
 )
+# `namespace/name` of the CoverageRefresh an operator handler is working on.
+current_resource: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_resource", default=None
+)
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s %(message)s"
 JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
+@contextlib.contextmanager
+def about(*, task_id: str, resource: str | None = None) -> Iterator[None]:
+    """Every record made inside carries `task_id` (and `resource`, when given)."""
+    task_token = current_task_id.set(task_id)
+    resource_token = current_resource.set(resource)
+    try:
+        yield
+    finally:
+        current_resource.reset(resource_token)
+        current_task_id.reset(task_token)
+
+
 class TaskIdFilter(logging.Filter):
-    """Stamps `task_id` on records made while a task is being worked on."""
+    """Stamps `task_id` (and `resource`) on records made while a task is being worked on."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         task_id = getattr(record, "task_id", None) or current_task_id.get()
         if task_id:
             record.task_id = task_id
+        resource = getattr(record, "resource", None) or current_resource.get()
+        if resource:
+            record.resource = resource
         return True
 
 
 class TextFormatter(logging.Formatter):
-    """Plain lines, with the task id in brackets before the message when there is one."""
+    """Plain lines, naming the resource and task in brackets before the message when known."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         line = super().formatMessage(record)
         task_id = getattr(record, "task_id", None)
-        if task_id and task_id not in record.message:
-            line = line.replace(record.message, f"[{task_id}] {record.message}", 1)
-        return line
+        resource = getattr(record, "resource", None)
+        if resource and resource not in record.message:
+            tag = f"[{resource} task={task_id}]" if task_id else f"[{resource}]"
+        elif task_id and task_id not in record.message:
+            tag = f"[{task_id}]"
+        else:
+            return line
+        return line.replace(record.message, f"{tag} {record.message}", 1)
 
 
 def configure(*, log_format: str = "text", level: str = "INFO") -> None:

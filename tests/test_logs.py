@@ -49,6 +49,17 @@ def test_text_lines_name_the_task_before_the_message(capsys, restore_logging) ->
     assert line.endswith("agent_growth.test [agent-coverage-1] progress 25")
 
 
+def test_text_lines_of_the_operator_name_the_resource_and_its_task(capsys, restore_logging) -> None:
+    logs.configure(log_format="text", level="INFO")
+    with logs.about(task_id="agent-coverage-1", resource="team-a/nightly"):
+        logging.getLogger("agent_growth.test").info("queued")
+    line = capsys.readouterr().err.strip()
+
+    assert line.endswith("agent_growth.test [team-a/nightly task=agent-coverage-1] queued")
+    assert logs.current_resource.get() is None
+    assert logs.current_task_id.get() is None
+
+
 class FakeClock:
     def __init__(self) -> None:
         self.now = 1000.0

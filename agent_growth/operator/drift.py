@@ -40,7 +40,11 @@ async def expire_overdue(runtime: Runtime) -> list[str]:
             session, runtime.redis, grace_s=runtime.settings.deadline_grace_s
         )
     for task_id in expired:
-        logger.warning("task %s overran its deadline; the operator ended it", task_id)
+        logger.warning(
+            "task %s overran its deadline; the operator ended it",
+            task_id,
+            extra={"task_id": task_id},
+        )
         runtime.hub.wake(task_id)
     return expired
 
@@ -106,6 +110,7 @@ async def reconcile_drift(runtime: Runtime) -> list[str]:
             task_id,
             namespace,
             state,
+            extra={"task_id": task_id},
         )
         cancelled.append(task_id)
     if not orphaned:

@@ -33,7 +33,7 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from sqlalchemy.exc import SQLAlchemyError
 
-from agent_growth import kube, metrics
+from agent_growth import kube, logs, metrics
 from agent_growth.db.models import BackgroundTask
 from agent_growth.errors import AgentNotFound, InvalidInput, QueueUnavailable
 from agent_growth.operator import drift, peering
@@ -59,19 +59,23 @@ Handler = Callable[..., Awaitable[None]]
 def _counting_errors(handler: Handler) -> Handler:
     """`handler`, counting its unexpected failures as reconcile errors before kopf sees them.
 
+    Every record made while it runs, in the core too, names the resource and its task.
     A `kopf.TemporaryError` is a planned retry (an outage), counted as `retry` where raised.
     The failure is not logged here: kopf logs it, once.
     """
 
     @functools.wraps(handler)
     async def counted(**kwargs: Any) -> None:
-        try:
-            await handler(**kwargs)
-        except kopf.TemporaryError:
-            raise
-        except Exception:
-            metrics.OPERATOR_RECONCILES.labels(outcome="error").inc()
-            raise
+        body = kwargs["body"]
+        namespace, name = _key(body)
+        with logs.about(task_id=kube.task_id_of(body), resource=f"{namespace}/{name}"):
+            try:
+                await handler(**kwargs)
+            except kopf.TemporaryError:
+                raise
+            except Exception:
+                metrics.OPERATOR_RECONCILES.labels(outcome="error").inc()
+                raise
 
     return counted
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 
-from agent_growth import kube
+from agent_growth import kube, logs
 from agent_growth.db import engine
 from agent_growth.db.models import Agent, BackgroundTask, CoverageHistory
 from agent_growth.tasks import events, lifecycle
@@ -49,6 +50,35 @@ async def test_a_resource_applied_under_any_name_runs_to_completed(k8s, kubeconf
         )
     assert history is not None
     assert history.agent_id == agent_id
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.addFilter(logs.TaskIdFilter())
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+async def test_records_the_core_makes_for_a_resource_name_it_and_its_task(
+    k8s, kubeconfig_path, agent_id, caplog
+):
+    caplog.set_level(logging.INFO, logger="agent_growth")
+    collected = _Collected()
+    logging.getLogger("agent_growth").addHandler(collected)
+    try:
+        async with running_operator():
+            created = await create(k8s, refresh_body("traced", agent_id))
+            await wait_until(lambda: phase(k8s, "traced") == "Pending", what="Pending")
+    finally:
+        logging.getLogger("agent_growth").removeHandler(collected)
+
+    task_id = f"agent-coverage-{created['metadata']['uid']}"
+    from_core = [r for r in collected.records if r.name == "agent_growth.tasks.lifecycle"]
+    assert from_core, "the core logged nothing about the new task"
+    assert {(r.resource, r.task_id) for r in from_core} == {(f"{NAMESPACE}/traced", task_id)}
 
 
 async def test_a_resource_created_by_the_api_runs_the_task_the_api_recorded(
