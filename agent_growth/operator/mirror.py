@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 RESUBSCRIBE_DELAY_S: Final = 1.0
 
 # Queue moves within this long are answered by one batched read of the pending tasks. A busy
-# queue moves many times a second; a waiting resource's position need not follow each step.
-QUEUE_REFRESH_INTERVAL_S: Final = 2.0
+# queue moves many times a second; a waiting resource's position need not follow each step,
+# but should reach its status within about a second, on top of the status writes' own pacing.
+QUEUE_REFRESH_INTERVAL_S: Final = 0.5
 
 ResourceKey = tuple[str, str]
 """(namespace, name) of a CoverageRefresh."""
