@@ -267,6 +267,11 @@ async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool
     cancel = bool(spec.get("cancel"))
     queued = task.status == "pending" and not cancel
     await _queue_or_cancel(runtime, task, cancel=cancel)
+    # Before the first mirror: a worker may take the task at once, and its Started event must
+    # not come before this one.
+    if created and queued:
+        log.info("queued (%s priority, row %s)", task.priority, "new" if new_row else "existing")
+        _event(body, type_="Normal", reason="Queued", message=f"task {task_id} queued")
 
     labels = body["metadata"].get("labels") or {}
     if labels.get(kube.TASK_ID_LABEL) != task_id:
@@ -274,9 +279,6 @@ async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool
 
     await mirror_once(runtime, body, task_id=task_id, log=log)
     runtime.hub.wake(task_id)
-    if created and queued:
-        log.info("queued (%s priority, row %s)", task.priority, "new" if new_row else "existing")
-        _event(body, type_="Normal", reason="Queued", message=f"task {task_id} queued")
     metrics.OPERATOR_RECONCILES.labels(outcome="queued" if created else "resumed").inc()
 
 
