@@ -1,15 +1,16 @@
 """What a client sees of a task: its row, its place in the queue, and when it should finish.
 
-ETAs come from recent durations: a pending task waits for the tasks ahead of it to pass through
-the workers' slots, then runs for a typical duration; a running task is projected from the pace
-its worker reports. With no completed task yet there is no basis, and the ETA is null.
+ETAs come from recent durations. A running task is projected from the pace its worker reports
+(never earlier than now); one whose worker stopped heartbeating has no ETA until another worker
+takes it back. A pending task waits for a slot: the workers' slots free up as their running
+tasks end, then every task ahead of it takes a typical duration in one of them, and then it runs
+for a typical duration itself. With no completed task yet there is no basis, and the ETA is null.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -104,38 +105,69 @@ async def task_statuses(
     """
     statuses = {task.task_id: {**task_fields(task), "queue_position": None} for task in tasks}
     pending = [task for task in tasks if task.status == "pending"]
-    unprojected = [
-        task
-        for task in tasks
-        if task.status == "running" and task.estimated_completion_at is None and task.started_at
-    ]
-    if not pending and not unprojected:
+    running = [task for task in tasks if task.status == "running"]
+    if not pending and not running:
         return statuses
 
     typical_s = await recent_duration_s(session)
     now = dt.datetime.now(dt.UTC)
-    if pending:
-        try:
-            positions = await queue.positions(redis, [(t.task_id, t.priority) for t in pending])
-            capacity = await queue.worker_capacity(redis)
-        except (RedisError, OSError) as exc:
-            if len(pending) == 1:
-                logger.warning("queue position of task %s unknown: %s", pending[0].task_id, exc)
-            else:
-                logger.warning("queue positions of %d tasks unknown: %s", len(pending), exc)
-            positions, capacity = {}, 0
-        for task in pending:
-            position = positions.get(task.task_id)
-            statuses[task.task_id]["queue_position"] = position
-            # With no worker alive there is no telling when it will run.
-            if position is not None and typical_s is not None and capacity > 0:
-                # The tasks ahead pass through the workers' slots in rounds, then this one runs.
-                rounds = math.ceil(position / capacity)
-                eta = now + dt.timedelta(seconds=rounds * typical_s)
-                statuses[task.task_id]["estimated_completion_at"] = eta
-    if typical_s is not None:
-        for task in unprojected:
-            assert task.started_at is not None
-            expected = task.started_at + dt.timedelta(seconds=typical_s)
-            statuses[task.task_id]["estimated_completion_at"] = max(expected, now)
+    for task in running:
+        statuses[task.task_id]["estimated_completion_at"] = _running_eta(task, now, typical_s)
+    if not pending:
+        return statuses
+
+    try:
+        positions = await queue.positions(redis, [(t.task_id, t.priority) for t in pending])
+        capacity = await queue.worker_capacity(redis)
+    except (RedisError, OSError) as exc:
+        if len(pending) == 1:
+            logger.warning("queue position of task %s unknown: %s", pending[0].task_id, exc)
+        else:
+            logger.warning("queue positions of %d tasks unknown: %s", len(pending), exc)
+        positions, capacity = {}, 0
+    for task in pending:
+        statuses[task.task_id]["queue_position"] = positions.get(task.task_id)
+    # With no worker alive there is no telling when anything will run.
+    if typical_s is None or capacity == 0:
+        return statuses
+
+    free_in_s = await _slots_free_in_s(session, now=now, typical_s=typical_s, capacity=capacity)
+    for task in pending:
+        position = positions.get(task.task_id)
+        if position is None:
+            continue
+        # Slot i frees at free_in_s[i], then every typical_s after. While no running task needs
+        # longer than typical_s more, the n-th free moment is this, exactly.
+        rounds, slot = divmod(position - 1, capacity)
+        starts_in_s = free_in_s[slot] + rounds * typical_s
+        eta = now + dt.timedelta(seconds=starts_in_s + typical_s)
+        statuses[task.task_id]["estimated_completion_at"] = eta
     return statuses
+
+
+def _running_eta(
+    task: BackgroundTask, now: dt.datetime, typical_s: float | None
+) -> dt.datetime | None:
+    if task.lease_expires_at is not None and task.lease_expires_at < now:
+        return None  # its worker is gone; it runs again once another worker takes it back
+    expected = task.estimated_completion_at
+    if expected is None and task.started_at is not None and typical_s is not None:
+        expected = task.started_at + dt.timedelta(seconds=typical_s)
+    return None if expected is None else max(expected, now)
+
+
+async def _slots_free_in_s(
+    session: AsyncSession, *, now: dt.datetime, typical_s: float, capacity: int
+) -> list[float]:
+    """Seconds until each of the workers' `capacity` slots is free, soonest first."""
+    statement = select(BackgroundTask).where(
+        BackgroundTask.status == "running", BackgroundTask.lease_expires_at >= now
+    )
+    busy = []
+    for task in (await session.scalars(statement)).all():
+        eta = _running_eta(task, now, typical_s) or now + dt.timedelta(seconds=typical_s)
+        busy.append((eta - now).total_seconds())
+    # More running tasks than announced slots: a worker's announcement is late; count the
+    # soonest to finish.
+    busy = sorted(busy)[:capacity]
+    return [0.0] * (capacity - len(busy)) + busy
