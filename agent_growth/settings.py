@@ -129,6 +129,18 @@ class Settings(BaseSettings):
             raise ValueError("is empty, so no request could authenticate; give at least one key")
         return value
 
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_with_psycopg(cls, value: str) -> str:
+        # SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed, and does
+        # not know postgres:// at all; both mean the same server here.
+        scheme, separator, rest = value.partition("://")
+        if not separator or scheme not in {"postgresql+psycopg", "postgresql", "postgres"}:
+            raise ValueError(
+                "must be a PostgreSQL URL: postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+            )
+        return f"postgresql+psycopg://{rest}"
+
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str) -> str:

@@ -32,6 +32,7 @@ def only_line(done: subprocess.CompletedProcess[str]) -> str:
     [
         ({"log_level": "LOUD"}, "AGENT_GROWTH_LOG_LEVEL: Input should be"),
         ({"redis_url": "http://x"}, "AGENT_GROWTH_REDIS_URL: must start with redis://"),
+        ({"database_url": "mysql://x@127.0.0.1/db"}, "AGENT_GROWTH_DATABASE_URL: must be a Post"),
         ({"api_keys": ""}, "AGENT_GROWTH_API_KEYS: is empty"),
         ({"lease_ttl_s": "0.1"}, "AGENT_GROWTH_LEASE_TTL_S (0.1) must be at least three times"),
         ({"environment": "production", "api_keys": "dev-key"}, "not the development key"),

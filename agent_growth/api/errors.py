@@ -74,7 +74,8 @@ def _json_scalar(value: object) -> bool:
 def _client_error(error: dict[str, Any], *, content_type: str) -> dict[str, Any]:
     """`loc`, `msg`, `type` and the JSON-representable part of `ctx` of one validation error."""
     loc = list(error["loc"])
-    message = error["msg"]
+    # pydantic prefixes the messages of our own validators with "Value error, ".
+    message = error["msg"].removeprefix("Value error, ")
     if loc == ["body"] and error["type"] in _NOT_AN_OBJECT:
         message = JSON_OBJECT_EXPECTED
         if not content_type:

@@ -104,7 +104,7 @@ UtcDatetime = Annotated[
 ]
 DocCount = Annotated[int, Field(strict=True, ge=1, le=MAX_TARGET_DOCS)]
 Share = Annotated[
-    float, BeforeValidator(_finite_share), Field(strict=True, ge=0, le=1, allow_inf_nan=False)
+    float, Field(strict=True, ge=0, le=1, allow_inf_nan=False), BeforeValidator(_finite_share)
 ]
 Priority = Literal["high", "medium", "low"]
 TaskStatusName = Literal["pending", "running", "completed", "failed", "cancelled", "timeout"]

@@ -280,6 +280,9 @@ async def test_openapi_documents_every_route_with_its_response(app: FastAPI) -> 
             if success[0] != "204":
                 assert content and "schema" in content["application/json"], (method, path)
     assert "APIKeyHeader" in spec["components"]["securitySchemes"]
+    # Bounds in JSON Schema's own words, so that generated clients keep them.
+    confidence = spec["components"]["schemas"]["AgentCreate"]["properties"]["min_confidence"]
+    assert (confidence["minimum"], confidence["maximum"]) == (0, 1)
 
 
 def forged_cursor(payload: dict[str, Any]) -> str:
@@ -419,7 +422,7 @@ async def test_errors_carry_no_empty_context(
 
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
-    assert "NUL" in error["msg"]
+    assert error["msg"] == "must not contain NUL characters (\\u0000)"
     assert "ctx" not in error, error
 
 
