@@ -59,6 +59,8 @@ OPERATOR_RECONCILES = Counter(
 )
 OPERATOR_API_WRITES = Counter(
     "agent_growth_operator_api_writes_total",
-    "Writes the operator sent to the Kubernetes API server, by kind.",
+    "Writes the operator's own code sent to the Kubernetes API server, by kind (status, event,"
+    " delete, peering); kopf's bookkeeping patches of each resource (finalizer, label,"
+    " annotations: three per refresh) come on top.",
     ["kind"],
 )

@@ -41,6 +41,12 @@ RESUBSCRIBE_DELAY_S: Final = 1.0
 # but should reach its status within about a second, on top of the status writes' own pacing.
 QUEUE_REFRESH_INTERVAL_S: Final = 0.5
 
+# A waiting resource moves up a place whenever a task ahead of it starts; writing every step of
+# every waiting resource would cost the API server a patch per second for each. Among the first
+# places each step is written at the status pace; further back, at most this often.
+QUEUE_FRONT_PLACES: Final = 10
+FAR_BACK_INTERVAL_S: Final = 10.0
+
 ResourceKey = tuple[str, str]
 """(namespace, name) of a CoverageRefresh."""
 
@@ -207,7 +213,7 @@ class StatusWriter:
         """Patch the status when it differs from the last one written; the stanza, or None."""
         previous = self.last(key)
         settled = status_.settle(previous, new)
-        if settled == previous:
+        if settled == previous or self._far_back_and_recent(key, previous, settled):
             return None
 
         namespace, name = key
@@ -225,3 +231,20 @@ class StatusWriter:
         metrics.OPERATOR_API_WRITES.labels(kind="status").inc()
         self._written[key] = _Written(settled, time.monotonic())
         return settled
+
+    def _far_back_and_recent(
+        self, key: ResourceKey, previous: dict[str, Any] | None, new: dict[str, Any]
+    ) -> bool:
+        """A queue step of a resource far back, written less than FAR_BACK_INTERVAL_S ago.
+
+        The step is not lost: the next queue move or poll of the resource writes it.
+        """
+        position = new.get("queuePosition")
+        if position is None or position <= QUEUE_FRONT_PLACES:
+            return False
+        # The first place shown is news however far back it is.
+        if previous is None or previous.get("queuePosition") is None:
+            return False
+        if not status_.only_the_queue_moved(previous, new):
+            return False
+        return time.monotonic() - self._written[key].at_s < FAR_BACK_INTERVAL_S

@@ -272,6 +272,20 @@ def settle(previous: Mapping[str, Any] | None, new: dict[str, Any]) -> dict[str,
     return new
 
 
+# What follows the queue while a resource waits; the rest of a Pending stanza stays put.
+_QUEUE_FIELDS: Final = frozenset(
+    {"queuePosition", "estimatedCompletionTime", "message", "conditions"}
+)
+
+
+def only_the_queue_moved(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether `new` differs from `previous` only in where a waiting task stands."""
+    if not previous or previous.get("phase") != "Pending" or new.get("phase") != "Pending":
+        return False
+    kept = previous.keys() | new.keys()
+    return all(previous.get(key) == new.get(key) for key in kept - _QUEUE_FIELDS)
+
+
 def merge_patch(previous: Mapping[str, Any] | None, new: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON merge patch (RFC 7386) turning `previous` into `new`: dropped keys become null."""
     patch: dict[str, Any] = dict(new)

@@ -12,11 +12,13 @@ from sqlalchemy import select
 from agent_growth import kube, logs
 from agent_growth.db import engine
 from agent_growth.db.models import Agent, BackgroundTask, CoverageHistory
+from agent_growth.operator import mirror
 from agent_growth.tasks import events, lifecycle
 from tests.operator.conftest import (
     NAMESPACE,
     create,
     events_for,
+    patch_spec,
     phase,
     refresh_body,
     resource,
@@ -204,6 +206,38 @@ async def test_the_queue_position_of_a_waiting_task_is_shown(k8s, kubeconfig_pat
             lambda: positions() == {"urgent": 1, "first": 2, "second": 3},
             what="queue positions 1, 2, 3",
         )
+
+
+async def test_steps_far_back_in_the_queue_are_written_less_often_than_near_the_front(
+    k8s, kubeconfig_path, agent_id, monkeypatch
+):
+    # Places settle as the operator accepts the resources, each step written at once.
+    monkeypatch.setattr(mirror, "FAR_BACK_INTERVAL_S", 0.0)
+    names = [f"waiting-{index:02d}" for index in range(mirror.QUEUE_FRONT_PLACES + 4)]
+
+    def position(name: str) -> int | None:
+        return ((resource(k8s, name) or {}).get("status") or {}).get("queuePosition")
+
+    async with running_operator():
+        for name in names:
+            await create(k8s, refresh_body(name, agent_id))
+        await wait_until(
+            lambda: sorted(position(name) or 0 for name in names) == list(range(1, 15)),
+            what="every resource to show its place",
+        )
+        by_place = sorted(names, key=position)
+        front, last = by_place[3], by_place[-1]
+        # Longer than the test: every far-back step is held back until it is shortened again.
+        monkeypatch.setattr(mirror, "FAR_BACK_INTERVAL_S", 3600.0)
+        for name in by_place[:3]:
+            await patch_spec(k8s, name, {"cancel": True})
+
+        await wait_until(lambda: position(front) == 1, what="the front to move up")
+        await asyncio.sleep(1.0)
+        assert position(last) == 14, "a step far back was written at the front's pace"
+        # The step held back is not lost: once the interval has passed, a poll writes it.
+        monkeypatch.setattr(mirror, "FAR_BACK_INTERVAL_S", 0.0)
+        await wait_until(lambda: position(last) == 11, timeout_s=10, what="the far step")
 
 
 async def test_the_status_the_operator_writes_is_kept_whole_by_the_strict_schema(
