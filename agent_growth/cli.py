@@ -166,11 +166,17 @@ def demo(
     data: Annotated[
         Path | None, typer.Option(help="Corpus directory; defaults to the bundled trimmed copy.")
     ] = None,
+    database: Annotated[
+        str, typer.Option(help="PostgreSQL database to work in; it is dropped and made anew.")
+    ] = "agent_growth_demo",
+    redis_db: Annotated[
+        int, typer.Option(min=0, help="Redis database number to work in; it is emptied first.")
+    ] = 1,
 ) -> None:
     """Run the whole job on the bundled Wikispeedia corpus, start to finish."""
     from agent_growth import demo as demo_module
 
-    demo_module.main(data_dir=data)
+    demo_module.main(data_dir=data, database=database, redis_db=redis_db)
 
 
 def _reason(message: str) -> str:

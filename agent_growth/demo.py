@@ -5,8 +5,9 @@ and two worker processes) and a client of the REST API (agents, refreshes, a web
 a cancellation). The corpus is loaded in two stages, half the documents and then the rest, so
 each agent's coverage history shows growth.
 
-The demo works in its own PostgreSQL database (`agent_growth_demo`) and Redis database (1),
-which it empties first, and stops every process it started, even when interrupted.
+The demo works in its own PostgreSQL database (`agent_growth_demo` unless `--database` names
+another) and Redis database (1, or `--redis-db`), which it empties first, and stops every process
+it started, even when interrupted.
 """
 
 from __future__ import annotations
@@ -160,25 +161,50 @@ def status_table(rows: list[tuple[str, dict[str, Any]]]) -> Table:
     return table
 
 
-def watch(client: httpx.Client, tasks: list[tuple[str, dict[str, Any]]]) -> None:
-    """Poll every task's status and redraw a table until all have finished."""
+Rows = list[tuple[str, dict[str, Any]]]
+
+
+def polls(client: httpx.Client, tasks: Rows) -> Iterator[Rows]:
+    """Every task's status, read again and again until all have finished."""
     deadline = time.monotonic() + 60
-    with Live(status_table(tasks), console=console, refresh_per_second=8) as live:
-        while not all(task["status"] in FINISHED for _, task in tasks):
-            if time.monotonic() > deadline:
-                raise SystemExit("refreshes did not finish within 60 s")
-            time.sleep(0.15)
-            tasks = [
-                (
-                    name,
-                    client.get(
-                        f"/api/v1/agents/{task['agent_id']}/coverage/status/{task['task_id']}"
-                    ).json(),
-                )
-                for name, task in tasks
-            ]
-            live.update(status_table(tasks))
-    console.print()
+    yield tasks
+    while not all(task["status"] in FINISHED for _, task in tasks):
+        if time.monotonic() > deadline:
+            raise SystemExit("refreshes did not finish within 60 s")
+        time.sleep(0.15)
+        tasks = [
+            (
+                name,
+                client.get(
+                    f"/api/v1/agents/{task['agent_id']}/coverage/status/{task['task_id']}"
+                ).json(),
+            )
+            for name, task in tasks
+        ]
+        yield tasks
+
+
+def watch(client: httpx.Client, tasks: Rows) -> None:
+    """Follow the tasks until all have finished: a live table on a terminal, else a line for
+    each change (a redrawn table would show only its last state in a file or a pipe)."""
+    if console.is_terminal:
+        with Live(status_table(tasks), console=console, refresh_per_second=8) as live:
+            for current in polls(client, tasks):
+                live.update(status_table(current))
+        console.print()
+        return
+
+    seen: dict[str, tuple[object, ...]] = {}
+    current = tasks
+    for current in polls(client, tasks):
+        for name, task in current:
+            position = task.get("queue_position")
+            state = (task["status"], task["progress_percentage"], position)
+            if seen.get(name) != state:
+                seen[name] = state
+                place = f", queue position {position}" if position else ""
+                console.print(f"  {name}: {task['status']} {task['progress_percentage']} %{place}")
+    console.print(status_table(current))
 
 
 def refresh_all(
@@ -235,14 +261,19 @@ def report(client: httpx.Client, *, agents: list[dict[str, Any]], inbox: Webhook
         console.print(f"{len(inbox.events)} received, {inbox.verified} with a valid signature")
 
 
-def main(*, data_dir: Path | None = None) -> None:
+def main(
+    *,
+    data_dir: Path | None = None,
+    database: str = DEMO_DATABASE,
+    redis_db: int = DEMO_REDIS_DB,
+) -> None:
     started = time.monotonic()
     data_dir = data_dir or BUNDLED_CORPUS
     # The demo's own output tells the story; library chatter (migrations, requests) would bury it.
     logging.getLogger().setLevel(logging.WARNING)
     stack = LocalStack(
-        database=DEMO_DATABASE,
-        redis_db=DEMO_REDIS_DB,
+        database=database,
+        redis_db=redis_db,
         api_key=API_KEY,
         extra_env={
             "AGENT_GROWTH_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -253,7 +284,7 @@ def main(*, data_dir: Path | None = None) -> None:
     )
     console.rule("Agent Growth demo")
     console.print(
-        f"database {DEMO_DATABASE}, Redis db {DEMO_REDIS_DB}, corpus {data_dir}; refresh stages"
+        f"database {database}, Redis db {redis_db}, corpus {data_dir}; refresh stages"
         f" are slowed by {STEP_DELAY_S} s so their progress can be watched"
     )
     stack.reset()
