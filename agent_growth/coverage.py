@@ -73,17 +73,22 @@ _SCOPE_NODES_NAMED_SQL = text(
     """
 )
 
-# Each scope node paired with itself and every descendant; a document labelled on two nodes of
-# one subtree is still counted once for that subtree's root (COUNT DISTINCT).
-_COUNTS_SQL = text(
-    """
+# Each of some nodes paired with itself and every descendant in its version.
+_CLOSURE_CTE = """
     WITH RECURSIVE closure(ancestor, descendant) AS (
         SELECT id, id FROM unnest(CAST(:scope_ids AS uuid[])) AS scope(id)
         UNION
         SELECT closure.ancestor, child.id FROM taxonomy_nodes child
         JOIN closure ON child.parent_id = closure.descendant
         WHERE child.version = :version
-    ),
+    )
+"""
+
+# A document labelled on two nodes of one subtree is still counted once for that subtree's root
+# (COUNT DISTINCT).
+_COUNTS_SQL = text(
+    _CLOSURE_CTE
+    + """,
     labelled AS (
         SELECT closure.ancestor, dt.document_id
         FROM closure
@@ -97,6 +102,19 @@ _COUNTS_SQL = text(
     SELECT NULL,
         (SELECT COUNT(*) FROM scope_documents),
         (SELECT COUNT(*) FROM scope_documents s JOIN chunks c ON c.document_id = s.document_id)
+    """
+)
+
+
+# The documents of each node's subtree, without the scope's totals that coverage needs.
+_NODE_DOCUMENTS_SQL = text(
+    _CLOSURE_CTE
+    + """
+    SELECT closure.ancestor, COUNT(DISTINCT dt.document_id) AS documents
+    FROM closure
+    JOIN doc_taxonomy dt ON dt.node_id = closure.descendant
+    WHERE dt.confidence >= :min_confidence
+    GROUP BY closure.ancestor
     """
 )
 
@@ -271,6 +289,24 @@ async def _count_documents(
         total_documents=total_documents,
         total_chunks=total_chunks,
     )
+
+
+async def documents_per_node(
+    session: AsyncSession,
+    *,
+    version: str,
+    node_ids: list[uuid.UUID],
+    min_confidence: float = 0.0,
+) -> dict[uuid.UUID, int]:
+    """`doc[n]` of the coverage definition for each node: distinct documents labelled with it
+    or with a node below it, at `min_confidence` or above. Nodes without any are left out."""
+    if not node_ids:
+        return {}
+    rows = await session.execute(
+        _NODE_DOCUMENTS_SQL,
+        {"scope_ids": node_ids, "version": version, "min_confidence": min_confidence},
+    )
+    return {ancestor: documents for ancestor, documents in rows}
 
 
 def _assemble(

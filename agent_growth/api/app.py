@@ -25,7 +25,7 @@ from fastapi import Depends, FastAPI
 
 import agent_growth
 from agent_growth.api import deps, errors, request_body, task_logging
-from agent_growth.api.routes import agents, coverage, health, metrics, tasks
+from agent_growth.api.routes import agents, coverage, health, metrics, tasks, taxonomy
 from agent_growth.api.schemas import Problem
 from agent_growth.db import engine as db_engine
 from agent_growth.settings import get_settings
@@ -68,7 +68,7 @@ def create_app() -> FastAPI:
     app.add_middleware(task_logging.TaskIdScope)
 
     # `/agents/tasks...` before `/agents/{agent_id}`, which would otherwise take `tasks` as an id.
-    for resource in (tasks, agents, coverage):
+    for resource in (tasks, agents, coverage, taxonomy):
         app.include_router(
             resource.router,
             dependencies=[Depends(deps.require_api_key)],

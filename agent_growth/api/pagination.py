@@ -1,4 +1,4 @@
-"""Opaque cursors for keyset paging over (timestamp, id).
+"""Opaque cursors for keyset paging over (timestamp, id), or over a unique key alone.
 
 A cursor carries the sort key of the last row a page returned, the name of the list it came
 from, and a fingerprint of the filters that list was read with (the agent, a status, a date
@@ -60,7 +60,7 @@ Row = TypeVar("Row")
 
 @dataclass(frozen=True)
 class Cursor:
-    at: dt.datetime
+    at: dt.datetime | None
     ident: str
 
 
@@ -70,7 +70,8 @@ class Keyset:
 
     kind: str
     """Names the list inside its cursors, so a cursor of another list is refused."""
-    at: InstrumentedAttribute[dt.datetime]
+    at: InstrumentedAttribute[dt.datetime] | None
+    """None for a list in the order of its unique `ident` alone (taxonomy nodes by key)."""
     ident: InstrumentedAttribute[Any]
     newest_first: bool
     uuid_ident: bool = False
@@ -89,18 +90,22 @@ def _fingerprint(filters: Filters) -> str:
     return hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
 
 
-def encode(kind: str, *, at: dt.datetime, ident: object, filters: Filters) -> str:
+def encode(kind: str, *, at: dt.datetime | None, ident: object, filters: Filters) -> str:
+    moment = None if at is None else at.isoformat()
     payload = json.dumps(
-        {"k": kind, "f": _fingerprint(filters), "t": at.isoformat(), "i": str(ident)},
+        {"k": kind, "f": _fingerprint(filters), "t": moment, "i": str(ident)},
         separators=(",", ":"),
     )
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
 
-def decode(kind: str, value: str, *, filters: Filters, uuid_ident: bool = False) -> Cursor:
+def decode(
+    kind: str, value: str, *, filters: Filters, uuid_ident: bool = False, timed: bool = True
+) -> Cursor:
     """The position `value` names; InvalidQuery("cursor") unless `encode` made it for this list.
 
-    With `uuid_ident`, the id must also be a UUID, since it is compared with a UUID column.
+    With `uuid_ident`, the id must also be a UUID, since it is compared with a UUID column;
+    without `timed`, the position is the id alone.
     """
     try:
         if len(value) > MAX_CURSOR_CHARS:
@@ -109,11 +114,17 @@ def decode(kind: str, value: str, *, filters: Filters, uuid_ident: bool = False)
         payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         if not isinstance(payload, dict) or payload.get("k") != kind:
             raise ValueError("made for another list")
-        at = dt.datetime.fromisoformat(payload["t"])
         ident = payload["i"]
-        if at.tzinfo is None or not isinstance(ident, str) or not isinstance(payload["f"], str):
+        if not isinstance(ident, str) or not isinstance(payload["f"], str):
             raise ValueError("malformed position")
-        at = at.astimezone(dt.UTC)
+        at = None
+        if timed:
+            at = dt.datetime.fromisoformat(payload["t"])
+            if at.tzinfo is None:
+                raise ValueError("a position without a time zone")
+            at = at.astimezone(dt.UTC)
+        elif payload["t"] is not None:
+            raise ValueError("a timed position for a list ordered by id")
         if uuid_ident:
             ident = str(uuid.UUID(ident))
     except (ValueError, TypeError, KeyError, OverflowError, binascii.Error) as exc:
@@ -129,7 +140,13 @@ def position(keyset: Keyset, cursor: str | None, *, filters: Filters) -> Cursor 
     """Where `cursor` resumes `keyset`'s list, None for the first page; InvalidQuery if foreign."""
     if cursor is None:
         return None
-    return decode(keyset.kind, cursor, filters=filters, uuid_ident=keyset.uuid_ident)
+    return decode(
+        keyset.kind,
+        cursor,
+        filters=filters,
+        uuid_ident=keyset.uuid_ident,
+        timed=keyset.at is not None,
+    )
 
 
 async def fetch_page(
@@ -146,14 +163,15 @@ async def fetch_page(
     `statement` carries the filters; `filters` are what the cursor is bound to, so they must
     name every filter the statement applies.
     """
+    columns = [keyset.ident] if keyset.at is None else [keyset.at, keyset.ident]
     if keyset.newest_first:
-        statement = statement.order_by(keyset.at.desc(), keyset.ident.desc())
+        statement = statement.order_by(*(column.desc() for column in columns))
     else:
-        statement = statement.order_by(keyset.at, keyset.ident)
+        statement = statement.order_by(*columns)
     if after is not None:
         ident: object = uuid.UUID(after.ident) if keyset.uuid_ident else after.ident
-        resumed = tuple_(after.at, ident)
-        key = tuple_(keyset.at, keyset.ident)
+        resumed = tuple_(ident) if after.at is None else tuple_(after.at, ident)
+        key = tuple_(*columns)
         statement = statement.where(key < resumed if keyset.newest_first else key > resumed)
 
     # One row past the page says whether another page follows, without counting.
@@ -164,7 +182,7 @@ async def fetch_page(
         last = rows[-1]
         next_cursor = encode(
             keyset.kind,
-            at=getattr(last, keyset.at.key),
+            at=None if keyset.at is None else getattr(last, keyset.at.key),
             ident=getattr(last, keyset.ident.key),
             filters=filters,
         )

@@ -167,6 +167,24 @@ class AgentPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
 
 
+class TaxonomyNodeOut(BaseModel):
+    id: uuid.UUID
+    key: str = Field(description="What `taxonomy_node_keys` of an agent names.")
+    version: str
+    label: str
+    path: str
+    level: int = Field(description="1 for a root, 2 for its children, and so on.")
+    parent_id: uuid.UUID | None
+    documents: int = Field(
+        description="Distinct documents labelled with this node or any node below it."
+    )
+
+
+class TaxonomyNodePage(BaseModel):
+    items: list[TaxonomyNodeOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end.")
+
+
 class GapOut(BaseModel):
     node_id: uuid.UUID
     node_key: str

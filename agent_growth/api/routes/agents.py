@@ -83,7 +83,7 @@ async def _scope_node_ids(session: AsyncSession, body: AgentCreate) -> list[uuid
             raise InvalidInput(
                 "taxonomy_node_keys",
                 f"no nodes with these keys in taxonomy version {version!r}: "
-                f"{_listed(unknown_keys)}",
+                f"{_listed(unknown_keys)}; GET /api/v1/taxonomy/nodes lists the keys",
             )
         return node_ids
 
