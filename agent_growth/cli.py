@@ -169,9 +169,7 @@ def demo(
     database: Annotated[
         str, typer.Option(help="PostgreSQL database to work in; it is dropped and made anew.")
     ] = "agent_growth_demo",
-    redis_db: Annotated[
-        int, typer.Option(min=0, help="Redis database number to work in; it is emptied first.")
-    ] = 1,
+    redis_db: Annotated[int, typer.Option(min=0, help="Redis database number to work in.")] = 1,
 ) -> None:
     """Run the whole job on the bundled Wikispeedia corpus, start to finish."""
     from agent_growth import demo as demo_module

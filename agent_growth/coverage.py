@@ -292,19 +292,14 @@ async def _count_documents(
 
 
 async def documents_per_node(
-    session: AsyncSession,
-    *,
-    version: str,
-    node_ids: list[uuid.UUID],
-    min_confidence: float = 0.0,
+    session: AsyncSession, *, version: str, node_ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, int]:
-    """`doc[n]` of the coverage definition for each node: distinct documents labelled with it
-    or with a node below it, at `min_confidence` or above. Nodes without any are left out."""
+    """`doc[n]` of the coverage definition for each node at any confidence: distinct documents
+    labelled with it or with a node below it. Nodes without any are left out."""
     if not node_ids:
         return {}
     rows = await session.execute(
-        _NODE_DOCUMENTS_SQL,
-        {"scope_ids": node_ids, "version": version, "min_confidence": min_confidence},
+        _NODE_DOCUMENTS_SQL, {"scope_ids": node_ids, "version": version, "min_confidence": 0.0}
     )
     return {ancestor: documents for ancestor, documents in rows}
 

@@ -6,8 +6,8 @@ a cancellation). The corpus is loaded in two stages, half the documents and then
 each agent's coverage history shows growth.
 
 The demo works in its own PostgreSQL database (`agent_growth_demo` unless `--database` names
-another) and Redis database (1, or `--redis-db`), which it empties first, and stops every process
-it started, even when interrupted.
+another) and Redis database (1, or `--redis-db`), whose keys of its prefix it deletes first, and
+stops every process it started, even when interrupted.
 """
 
 from __future__ import annotations

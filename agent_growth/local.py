@@ -61,6 +61,11 @@ class LocalStack:
         }
 
     @property
+    def redis_prefix(self) -> str:
+        """The prefix of every Redis key the processes write (inherited unless overridden)."""
+        return self.extra_env.get("AGENT_GROWTH_REDIS_PREFIX") or get_settings().redis_prefix
+
+    @property
     def database_url(self) -> str:
         return self.env["AGENT_GROWTH_DATABASE_URL"]
 
@@ -69,15 +74,18 @@ class LocalStack:
         return f"http://127.0.0.1:{self.port}"
 
     def reset(self) -> None:
-        """Drop and recreate the database, migrate it, and empty the Redis database."""
+        """Drop and recreate the database, migrate it, and delete its keys in Redis."""
         url = make_url(self.database_url)
         maintenance = engine.psycopg_dsn(url.set(database="postgres").render_as_string(False))
         name = sql.Identifier(self.database)
         with psycopg.connect(maintenance, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
             conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+        # Only this installation's keys: the Redis database may be shared with another checkout.
         with redis.Redis.from_url(self.env["AGENT_GROWTH_REDIS_URL"]) as client:
-            client.flushdb()
+            stale = list(client.scan_iter(match=f"{self.redis_prefix}:*", count=1000))
+            if stale:
+                client.delete(*stale)
         migrate.upgrade(self.database_url)
 
     @contextlib.contextmanager

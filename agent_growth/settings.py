@@ -20,6 +20,20 @@ DEV_API_KEY = "dev-key"
 MIN_PRODUCTION_KEY_CHARS = 24
 
 
+def postgres_url(value: str) -> str:
+    """`value` as the SQLAlchemy URL of PostgreSQL with psycopg 3; ValueError for another server.
+
+    SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed, and does not know
+    postgres:// at all; both name the same server, so both are taken.
+    """
+    scheme, separator, rest = value.partition("://")
+    if not separator or scheme not in {"postgresql+psycopg", "postgresql", "postgres"}:
+        raise ValueError(
+            "must be a PostgreSQL URL: postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
+        )
+    return f"postgresql+psycopg://{rest}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENT_GROWTH_", extra="ignore")
 
@@ -27,7 +41,8 @@ class Settings(BaseSettings):
     """`production` refuses the development API key and private webhook targets."""
 
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/agent_growth"
-    """SQLAlchemy URL of the PostgreSQL database, with the psycopg 3 driver."""
+    """URL of the PostgreSQL database: postgresql+psycopg://, or postgresql:// or postgres://,
+    which mean the same here (the driver is always psycopg 3)."""
 
     database_pool_size: int = Field(default=10, ge=1)
     """Connections each process keeps to PostgreSQL (as many again may open under load). A
@@ -132,14 +147,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_with_psycopg(cls, value: str) -> str:
-        # SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed, and does
-        # not know postgres:// at all; both mean the same server here.
-        scheme, separator, rest = value.partition("://")
-        if not separator or scheme not in {"postgresql+psycopg", "postgresql", "postgres"}:
-            raise ValueError(
-                "must be a PostgreSQL URL: postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE"
-            )
-        return f"postgresql+psycopg://{rest}"
+        return postgres_url(value)
 
     @field_validator("redis_url")
     @classmethod

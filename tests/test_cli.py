@@ -70,3 +70,14 @@ def test_the_operator_without_cluster_credentials_stops_saying_so(monkeypatch) -
     assert done.returncode == 2
     assert "no Kubernetes credentials" in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
+
+
+def test_postgres_urls_of_every_usual_spelling_are_migrated_with_psycopg(
+    scratch_database: str,
+) -> None:
+    bare = scratch_database.replace("postgresql+psycopg://", "postgres://", 1)
+
+    done = run("migrate", database_url=bare)
+
+    assert done.returncode == 0, done.stderr
+    assert "database schema is up to date" in done.stdout

@@ -66,10 +66,10 @@ def test_pods_migrating_at_once_create_and_migrate_the_database_once(
         )
         for _ in range(4)
     ]
-    outcomes = [(pod.wait(timeout=120), *pod.communicate()) for pod in pods]
+    outcomes = [(*pod.communicate(timeout=120), pod.returncode) for pod in pods]
 
-    assert [code for code, _, _ in outcomes] == [0] * 4, [err for _, _, err in outcomes]
-    assert sum("created the database" in out for _, out, _ in outcomes) == 1
+    assert [code for _, _, code in outcomes] == [0] * 4, [err for _, err, _ in outcomes]
+    assert sum("created the database" in out for out, _, _ in outcomes) == 1
     engine = create_engine(scratch_database)
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)

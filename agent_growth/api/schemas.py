@@ -253,7 +253,7 @@ class TaskStatusOut(TaskOut):
 
 class TaskPage(BaseModel):
     items: list[TaskStatusOut] = Field(
-        description="Queue positions are current; ETAs are as last stored, see the task's status."
+        description="Queue positions and ETAs are current, as in each task's status."
     )
     next_cursor: str | None
 

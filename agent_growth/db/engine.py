@@ -25,6 +25,9 @@ from agent_growth.settings import get_settings
 # The lock is held by the connection and goes with it.
 CREATE_DATABASE_LOCK_ID = 0x61676462
 
+# Creating a database takes a second or two; a lock held far longer than this is a hung holder.
+LOCK_WAIT_S = 60
+
 
 @functools.cache
 def engine() -> AsyncEngine:
@@ -58,16 +61,22 @@ def ensure_database(database_url: str | None = None) -> bool:
 
     Pods that start together all call this. Two CREATE DATABASE statements racing for one name
     fail the loser with a unique violation on the catalogue rather than DuplicateDatabase, so
-    the check and the creation run under an advisory lock on the maintenance database instead.
+    the check and the creation run under an advisory lock on the maintenance database; a
+    creator that holds no lock (an older release, a person) is still recognised by either error.
     """
     url = make_url(database_url or get_settings().database_url)
     maintenance = psycopg_dsn(url.set(database="postgres").render_as_string(hide_password=False))
     with psycopg.connect(maintenance, autocommit=True) as conn:
+        # A lock held by a hung process must not hang every pod that starts after it.
+        conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{LOCK_WAIT_S}s")))
         conn.execute("SELECT pg_advisory_lock(%s)", (CREATE_DATABASE_LOCK_ID,))
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (url.database,)
         ).fetchone()
         if exists:
             return False
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or "")))
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.database or "")))
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            return False
         return True

@@ -7,7 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from agent_growth.settings import get_settings
+from agent_growth.settings import get_settings, postgres_url
 
 # The source tree keeps migrations beside the package; the image sets the variable instead.
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
@@ -17,7 +17,7 @@ def alembic_config(database_url: str | None = None) -> Config:
     directory = get_settings().migrations_dir or DEFAULT_MIGRATIONS_DIR
     config = Config()
     config.set_main_option("script_location", str(directory))
-    config.attributes["database_url"] = database_url or get_settings().database_url
+    config.attributes["database_url"] = postgres_url(database_url or get_settings().database_url)
     return config
 
 

@@ -38,7 +38,7 @@ from agent_growth.db.models import BackgroundTask
 from agent_growth.errors import AgentNotFound, InvalidInput, QueueUnavailable
 from agent_growth.operator import drift, peering
 from agent_growth.operator import status as status_
-from agent_growth.operator.mirror import ResourceKey, ResourceLogger
+from agent_growth.operator.mirror import ResourceKey
 from agent_growth.operator.runtime import Runtime
 from agent_growth.tasks import lifecycle
 from agent_growth.webhooks import guard
@@ -56,7 +56,7 @@ MIRROR_CANCELLATION_TIMEOUT_S = 1.0
 Handler = Callable[..., Awaitable[None]]
 
 
-def _counting_errors(handler: Handler) -> Handler:
+def _instrumented(handler: Handler) -> Handler:
     """`handler`, counting its unexpected failures as reconcile errors before kopf sees them.
 
     Every record made while it runs, in the core too, names the resource and its task.
@@ -93,11 +93,6 @@ def _key(body: kopf.Body) -> ResourceKey:
     return body["metadata"]["namespace"], body["metadata"]["name"]
 
 
-def _log(body: kopf.Body, task_id: str) -> ResourceLogger:
-    namespace, name = _key(body)
-    return ResourceLogger(logger, namespace=namespace, name=name, task_id=task_id)
-
-
 def _event(body: kopf.Body, *, type_: str, reason: str, message: str) -> None:
     kopf.event(body, type=type_, reason=reason, message=message)
     metrics.OPERATOR_API_WRITES.labels(kind="event").inc()
@@ -108,7 +103,6 @@ async def mirror_once(
     body: kopf.Body,
     *,
     task_id: str,
-    log: ResourceLogger,
     prefetched: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Write the task's current state into the status if it changed; the stanza now known.
@@ -136,28 +130,26 @@ async def mirror_once(
         previous, written = await runtime.writer.sync(key, build)
     except ApiException as exc:
         if exc.status == 404:
-            log.info("resource is gone; nothing left to mirror")
+            logger.info("resource is gone; nothing left to mirror")
             return {"phase": "Gone"}
         # Handled by retrying, but counted: a status kept refused (RBAC, an old CRD) is an error.
-        log.warning("status write refused, retrying later: %s %s", exc.status, exc.reason)
+        logger.warning("status write refused, retrying later: %s %s", exc.status, exc.reason)
         metrics.OPERATOR_RECONCILES.labels(outcome="error").inc()
         return runtime.writer.last(key)
     except (SQLAlchemyError, *kube.TRANSPORT_ERRORS) as exc:
-        log.warning("task state unavailable, retrying later: %r", exc)
+        logger.warning("task state unavailable, retrying later: %r", exc)
         return runtime.writer.last(key)
 
     if written is None:
         return previous
-    log.debug("status written: %s, %s%%", written["phase"], written["progress"])
+    logger.debug("status written: %s, %s%%", written["phase"], written["progress"])
     for type_, reason, message in status_.transition_events(previous, written):
-        log.info("%s: %s", reason, message)
+        logger.info("%s: %s", reason, message)
         _event(body, type_=type_, reason=reason, message=message)
     return written
 
 
-async def _reject(
-    runtime: Runtime, body: kopf.Body, *, log: ResourceLogger, rejection: _Rejected
-) -> None:
+async def _reject(runtime: Runtime, body: kopf.Body, *, rejection: _Rejected) -> None:
     """Give up on a resource that cannot become a task: phase Failed, and no retries."""
 
     async def build(previous: dict[str, Any] | None) -> dict[str, Any]:
@@ -170,7 +162,7 @@ async def _reject(
         )
 
     await runtime.writer.sync(_key(body), build)
-    log.warning("rejected: %s", rejection.message)
+    logger.warning("rejected: %s", rejection.message)
     _event(body, type_="Warning", reason="Failed", message=rejection.message)
     metrics.OPERATOR_RECONCILES.labels(outcome="rejected").inc()
 
@@ -251,17 +243,16 @@ async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool
     runtime: Runtime = memo.runtime
     spec = body.get("spec") or {}
     task_id = kube.task_id_of(body)
-    log = _log(body, task_id)
     runtime.writer.seed(_key(body), body.get("status"))
     if status_.is_terminal(body.get("status")):
-        log.debug("already finished; nothing to queue")
+        logger.debug("already finished; nothing to queue")
         return
 
     try:
         agent_id = _validated_agent_id(spec)
         task, new_row = await _ensure_row(runtime, body, task_id=task_id, agent_id=agent_id)
     except _Rejected as rejection:
-        await _reject(runtime, body, log=log, rejection=rejection)
+        await _reject(runtime, body, rejection=rejection)
         return
 
     cancel = bool(spec.get("cancel"))
@@ -270,14 +261,14 @@ async def accept(*, body: kopf.Body, patch: kopf.Patch, memo: Any, created: bool
     # Before the first mirror: a worker may take the task at once, and its Started event must
     # not come before this one.
     if created and queued:
-        log.info("queued (%s priority, row %s)", task.priority, "new" if new_row else "existing")
+        logger.info("queued (%s priority, row %s)", task.priority, "new" if new_row else "existing")
         _event(body, type_="Normal", reason="Queued", message=f"task {task_id} queued")
 
     labels = body["metadata"].get("labels") or {}
     if labels.get(kube.TASK_ID_LABEL) != task_id:
         patch.metadata.labels[kube.TASK_ID_LABEL] = task_id
 
-    await mirror_once(runtime, body, task_id=task_id, log=log)
+    await mirror_once(runtime, body, task_id=task_id)
     runtime.hub.wake(task_id)
     metrics.OPERATOR_RECONCILES.labels(outcome="queued" if created else "resumed").inc()
 
@@ -286,7 +277,6 @@ async def mirror(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     """Keep the status in step with the task until it ends; then delete after the TTL."""
     runtime: Runtime = memo.runtime
     task_id = kube.task_id_of(body)
-    log = _log(body, task_id)
     runtime.writer.seed(_key(body), body.get("status"))
     waker = runtime.hub.register(task_id)
     poll_s = runtime.settings.operator_poll_interval_s
@@ -294,9 +284,7 @@ async def mirror(*, body: kopf.Body, memo: Any, **_: Any) -> None:
         while True:
             waker.clear()
             prefetched = runtime.hub.take(task_id)
-            current = await mirror_once(
-                runtime, body, task_id=task_id, log=log, prefetched=prefetched
-            )
+            current = await mirror_once(runtime, body, task_id=task_id, prefetched=prefetched)
             current = current or dict(body.get("status") or {})
             if current.get("phase") == "Gone":
                 return
@@ -308,12 +296,10 @@ async def mirror(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     finally:
         runtime.hub.unregister(task_id)
 
-    await _delete_after_ttl(runtime, body, current=current, log=log)
+    await _delete_after_ttl(runtime, body, current=current)
 
 
-async def _delete_after_ttl(
-    runtime: Runtime, body: kopf.Body, *, current: dict[str, Any], log: ResourceLogger
-) -> None:
+async def _delete_after_ttl(runtime: Runtime, body: kopf.Body, *, current: dict[str, Any]) -> None:
     ttl_s = int((body.get("spec") or {}).get("ttlSecondsAfterFinished", 86400))
     now = dt.datetime.now(dt.UTC)
     completion = current.get("completionTime")
@@ -321,7 +307,7 @@ async def _delete_after_ttl(
     if completion:
         finished_at = dt.datetime.fromisoformat(completion.replace("Z", "+00:00"))
     delay_s = max(0.0, (finished_at + dt.timedelta(seconds=ttl_s) - now).total_seconds())
-    log.info("%s; the resource is deleted in %.0f s", current.get("phase"), delay_s)
+    logger.info("%s; the resource is deleted in %.0f s", current.get("phase"), delay_s)
     await asyncio.sleep(delay_s)
 
     namespace, name = _key(body)
@@ -339,26 +325,25 @@ async def _delete_after_ttl(
             raise
         return
     metrics.OPERATOR_API_WRITES.labels(kind="delete").inc()
-    log.info("deleted %.0f s after it finished; its task row and history stay", ttl_s)
+    logger.info("deleted %.0f s after it finished; its task row and history stay", ttl_s)
 
 
 async def cancel_requested(*, old: Any, new: Any, body: kopf.Body, memo: Any, **_: Any) -> None:
     runtime: Runtime = memo.runtime
     task_id = kube.task_id_of(body)
-    log = _log(body, task_id)
     if not new:
         if old:
-            log.warning("spec.cancel went back to false; a cancellation cannot be undone")
+            logger.warning("spec.cancel went back to false; a cancellation cannot be undone")
         return
 
     state, changed = await runtime.cancel(task_id)
     if state is None:
-        log.info("cancel requested before any task existed; nothing to stop")
+        logger.info("cancel requested before any task existed; nothing to stop")
         return
-    log.info("cancel requested; the task is now %s", state if changed else f"already {state}")
+    logger.info("cancel requested; the task is now %s", state if changed else f"already {state}")
     metrics.OPERATOR_RECONCILES.labels(outcome="cancelled").inc()
     runtime.hub.wake(task_id)
-    await mirror_once(runtime, body, task_id=task_id, log=log)
+    await mirror_once(runtime, body, task_id=task_id)
 
 
 async def spec_changed(*, diff: kopf.Diff, body: kopf.Body, memo: Any, **_: Any) -> None:
@@ -372,7 +357,7 @@ async def spec_changed(*, diff: kopf.Diff, body: kopf.Body, memo: Any, **_: Any)
             f"{', '.join(ignored)} changed after the task was created and is ignored; "
             "delete the resource and create a new one to change it"
         )
-        _log(body, task_id).warning("%s", message)
+        logger.warning("%s", message)
         _event(body, type_="Warning", reason="SpecIgnored", message=message)
     runtime.hub.wake(task_id)
 
@@ -381,15 +366,14 @@ async def finalize(*, body: kopf.Body, memo: Any, **_: Any) -> None:
     """Cancel the task of a resource being deleted, waiting a little for a running one."""
     runtime: Runtime = memo.runtime
     task_id = kube.task_id_of(body)
-    log = _log(body, task_id)
     wait_s = runtime.settings.operator_cancel_wait_s
     state, changed = await runtime.cancel_and_wait(task_id, wait_s=wait_s)
     if changed or state == "running":
-        await mirror_once(runtime, body, task_id=task_id, log=log)
+        await mirror_once(runtime, body, task_id=task_id)
     if state == "running":
-        log.warning("still running %.0f s after cancelling; letting the resource go", wait_s)
+        logger.warning("still running %.0f s after cancelling; letting the resource go", wait_s)
     elif changed:
-        log.info("deleted; its task is %s", state)
+        logger.info("deleted; its task is %s", state)
     if changed:
         metrics.OPERATOR_RECONCILES.labels(outcome="deleted").inc()
     runtime.writer.forget(_key(body))
@@ -436,19 +420,19 @@ def build_registry(*, namespaces: tuple[str, ...] = ()) -> kopf.OperatorRegistry
     async def on_resume(**kwargs: Any) -> None:
         await accept(created=False, **kwargs)
 
-    kopf.on.create(*RESOURCE, registry=registry, id="accept")(_counting_errors(on_create))
-    kopf.on.resume(*RESOURCE, registry=registry, id="resume")(_counting_errors(on_resume))
+    kopf.on.create(*RESOURCE, registry=registry, id="accept")(_instrumented(on_create))
+    kopf.on.resume(*RESOURCE, registry=registry, id="resume")(_instrumented(on_resume))
     kopf.on.field(*RESOURCE, field="spec.cancel", registry=registry, id="cancel")(
-        _counting_errors(cancel_requested)
+        _instrumented(cancel_requested)
     )
     kopf.on.update(*RESOURCE, field="spec", registry=registry, id="spec")(
-        _counting_errors(spec_changed)
+        _instrumented(spec_changed)
     )
-    kopf.on.delete(*RESOURCE, registry=registry, id="finalize")(_counting_errors(finalize))
+    kopf.on.delete(*RESOURCE, registry=registry, id="finalize")(_instrumented(finalize))
     kopf.daemon(
         *RESOURCE,
         registry=registry,
         id="mirror",
         cancellation_timeout=MIRROR_CANCELLATION_TIMEOUT_S,
-    )(_counting_errors(mirror))
+    )(_instrumented(mirror))
     return registry

@@ -10,8 +10,11 @@ resources; the API server must not feel either. So the mirror is built from thre
   hands out the results. Signals only hurry things: each mirror also re-reads on its own.
 - `StatusWriter` writes a resource's status at most once per `min_interval_s`, and only when
   something visible changed: it remembers the stanza it wrote last and sends a merge patch to
-  the `/status` subresource only when the new one differs.
-- `ResourceLogger` puts the resource and the task id on every record.
+  the `/status` subresource only when the new one differs. A waiting resource far back in the
+  queue is rewritten less often still (`FAR_BACK_INTERVAL_S`), since every task that starts
+  moves each of them up a place.
+
+Which resource and task a record is about comes from the handlers' log context (`logs.about`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -43,26 +46,15 @@ QUEUE_REFRESH_INTERVAL_S: Final = 0.5
 
 # A waiting resource moves up a place whenever a task ahead of it starts; writing every step of
 # every waiting resource would cost the API server a patch per second for each. Among the first
-# places each step is written at the status pace; further back, at most this often.
+# places, where someone watching waits for their turn, each step is written at the status pace;
+# further back a step means little, and is written at most this often. Ten places is a few
+# rounds of a typical worker pool; ten seconds keeps a thousand waiting resources to about a
+# hundred patches a second.
 QUEUE_FRONT_PLACES: Final = 10
 FAR_BACK_INTERVAL_S: Final = 10.0
 
 ResourceKey = tuple[str, str]
 """(namespace, name) of a CoverageRefresh."""
-
-
-class ResourceLogger(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes records with `[namespace/name task=<id>]` and attaches the same as extras."""
-
-    def __init__(self, base: logging.Logger, *, namespace: str, name: str, task_id: str) -> None:
-        super().__init__(base, {"resource": f"{namespace}/{name}", "task_id": task_id})
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        extra = dict(self.extra or {})
-        kwargs["extra"] = extra | dict(kwargs.get("extra") or {})
-        return f"[{extra['resource']} task={extra['task_id']}] {msg}", kwargs
 
 
 class Hub:
@@ -239,12 +231,10 @@ class StatusWriter:
 
         The step is not lost: the next queue move or poll of the resource writes it.
         """
-        position = new.get("queuePosition")
-        if position is None or position <= QUEUE_FRONT_PLACES:
+        if previous is None or not status_.only_the_queue_moved(previous, new):
             return False
-        # The first place shown is news however far back it is.
-        if previous is None or previous.get("queuePosition") is None:
-            return False
-        if not status_.only_the_queue_moved(previous, new):
+        # The first place shown, or a fall from the front to far back, is news.
+        before, after = previous.get("queuePosition"), new.get("queuePosition")
+        if before is None or after is None or min(before, after) <= QUEUE_FRONT_PLACES:
             return False
         return time.monotonic() - self._written[key].at_s < FAR_BACK_INTERVAL_S

@@ -282,6 +282,9 @@ def only_the_queue_moved(previous: Mapping[str, Any] | None, new: Mapping[str, A
     """Whether `new` differs from `previous` only in where a waiting task stands."""
     if not previous or previous.get("phase") != "Pending" or new.get("phase") != "Pending":
         return False
+    # An error shown on a waiting task (an attempt lost) is news, not a queue step.
+    if not all(str(s.get("message", "")).startswith("queued") for s in (previous, new)):
+        return False
     kept = previous.keys() | new.keys()
     return all(previous.get(key) == new.get(key) for key in kept - _QUEUE_FIELDS)
 

@@ -100,8 +100,9 @@ async def task_statuses(
 ) -> dict[str, dict[str, Any]]:
     """`task_status` of several tasks at once, by task id.
 
-    However many tasks: one Redis round trip for the queue positions, one for the workers'
-    capacity, and one (cached) query for the typical duration.
+    However many tasks: one query for the database's clock, one (cached) for the typical
+    duration, and for pending tasks one Redis round trip for the queue positions, one for the
+    workers' capacity and one query for the running tasks that hold the workers' slots.
     """
     statuses = {task.task_id: {**task_fields(task), "queue_position": None} for task in tasks}
     pending = [task for task in tasks if task.status == "pending"]
@@ -110,9 +111,17 @@ async def task_statuses(
         return statuses
 
     typical_s = await recent_duration_s(session)
-    now = dt.datetime.now(dt.UTC)
+    # The database's clock: it wrote `started_at` and the leases, which ETAs are reckoned from.
+    now = await session.scalar(select(func.clock_timestamp()))
+    assert now is not None
     for task in running:
-        statuses[task.task_id]["estimated_completion_at"] = _running_eta(task, now, typical_s)
+        statuses[task.task_id]["estimated_completion_at"] = _running_eta(
+            started_at=task.started_at,
+            projected=task.estimated_completion_at,
+            lease_expires_at=task.lease_expires_at,
+            now=now,
+            typical_s=typical_s,
+        )
     if not pending:
         return statuses
 
@@ -146,27 +155,40 @@ async def task_statuses(
 
 
 def _running_eta(
-    task: BackgroundTask, now: dt.datetime, typical_s: float | None
+    *,
+    started_at: dt.datetime | None,
+    projected: dt.datetime | None,
+    lease_expires_at: dt.datetime | None,
+    now: dt.datetime,
+    typical_s: float | None,
 ) -> dt.datetime | None:
-    if task.lease_expires_at is not None and task.lease_expires_at < now:
+    """When a running task should end: its worker's projection, else a typical run."""
+    if lease_expires_at is not None and lease_expires_at < now:
         return None  # its worker is gone; it runs again once another worker takes it back
-    expected = task.estimated_completion_at
-    if expected is None and task.started_at is not None and typical_s is not None:
-        expected = task.started_at + dt.timedelta(seconds=typical_s)
-    return None if expected is None else max(expected, now)
+    if projected is None and started_at is not None and typical_s is not None:
+        projected = started_at + dt.timedelta(seconds=typical_s)
+    return None if projected is None else max(projected, now)
 
 
 async def _slots_free_in_s(
     session: AsyncSession, *, now: dt.datetime, typical_s: float, capacity: int
 ) -> list[float]:
     """Seconds until each of the workers' `capacity` slots is free, soonest first."""
-    statement = select(BackgroundTask).where(
-        BackgroundTask.status == "running", BackgroundTask.lease_expires_at >= now
-    )
+    statement = select(
+        BackgroundTask.started_at,
+        BackgroundTask.estimated_completion_at,
+        BackgroundTask.lease_expires_at,
+    ).where(BackgroundTask.status == "running", BackgroundTask.lease_expires_at >= now)
     busy = []
-    for task in (await session.scalars(statement)).all():
-        eta = _running_eta(task, now, typical_s) or now + dt.timedelta(seconds=typical_s)
-        busy.append((eta - now).total_seconds())
+    for started_at, projected, lease_expires_at in (await session.execute(statement)).all():
+        eta = _running_eta(
+            started_at=started_at,
+            projected=projected,
+            lease_expires_at=lease_expires_at,
+            now=now,
+            typical_s=typical_s,
+        )
+        busy.append(((eta or now) - now).total_seconds())
     # More running tasks than announced slots: a worker's announcement is late; count the
     # soonest to finish.
     busy = sorted(busy)[:capacity]

@@ -89,3 +89,28 @@ async def test_an_unknown_node_or_a_foreign_cursor_is_a_422_naming_the_parameter
     for response in (other_filters, agents_cursor):
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+async def test_an_unknown_version_is_a_422_naming_the_versions_there_are(
+    client: httpx.AsyncClient, corpus: Corpus
+) -> None:
+    for params in ({"version": "3"}, {"version": "3", "under": "Science"}):
+        response = await client.get(URL, params=params)
+
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["query", "version"]
+        assert error["msg"] == "no taxonomy version '3'; there are '1', '2'"
+
+
+async def test_a_cursor_of_the_agent_list_is_refused(
+    client: httpx.AsyncClient, session, corpus: Corpus
+) -> None:
+    for name in ("a", "b"):
+        await factories.make_agent(session, [corpus.nodes["Science"]], name=name)
+    agents_cursor = (await client.get("/api/v1/agents", params={"limit": 1})).json()["next_cursor"]
+
+    response = await client.get(URL, params={"cursor": agents_cursor})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", "cursor"]

@@ -74,3 +74,25 @@ def test_the_operator_imports_neither_the_api_nor_the_worker():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _waiting(position: int, **changes: object) -> dict[str, object]:
+    fields = _fields(status="pending", progress_percentage=0, attempts=0, started_at=None)
+    fields.update(queue_position=position, estimated_completion_at=None, **changes)
+    return fields
+
+
+def test_a_waiting_task_moving_up_is_only_a_queue_step_but_an_error_or_a_start_is_news():
+    at_12 = status_.build_status(_waiting(12), generation=1, now=T0)
+    at_11 = status_.build_status(_waiting(11), generation=1, previous=at_12)
+    lost = status_.build_status(
+        _waiting(11, error="lost its worker (attempt 1 of 3)"),
+        generation=1,
+        previous=at_12,
+    )
+    started = status_.build_status(_fields(), generation=1, previous=at_12)
+
+    assert status_.only_the_queue_moved(at_12, at_11)
+    assert not status_.only_the_queue_moved(at_12, lost)
+    assert not status_.only_the_queue_moved(at_12, started)
+    assert not status_.only_the_queue_moved(None, at_12)

@@ -68,8 +68,8 @@ async def _task_status_out(
     response_model=TaskPage,
     summary="List tasks, newest first",
     description=(
-        "A pending task carries its current `queue_position`, read for the whole page at once; "
-        "`estimated_completion_at` is the stored one, and the task's status computes a fresh ETA."
+        "A pending task carries its current `queue_position`, and every unfinished task a "
+        "current `estimated_completion_at`, read for the whole page at once."
     ),
 )
 async def list_tasks(

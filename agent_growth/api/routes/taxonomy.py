@@ -7,10 +7,12 @@ is the coverage definition's `doc[n]` at any confidence, read for the page's nod
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from agent_growth import coverage
@@ -34,11 +36,45 @@ KEYSET = pagination.Keyset(
 )
 
 
+async def _subtree(session: AsyncSession, *, version: str, key: str) -> Select[tuple[uuid.UUID]]:
+    """The ids of the node `key` and of every node below it; InvalidQuery if there is none."""
+    root = await session.scalar(
+        select(TaxonomyNode.id).where(TaxonomyNode.version == version, TaxonomyNode.key == key)
+    )
+    if root is None:
+        await _check_version(session, version)
+        raise InvalidQuery(
+            "under",
+            f"no node with key {key!r} in taxonomy version {version!r}; "
+            "list the nodes without `under` to see the keys",
+        )
+    subtree = select(TaxonomyNode.id).where(TaxonomyNode.id == root).cte(recursive=True)
+    child = aliased(TaxonomyNode)
+    subtree = subtree.union(
+        select(child.id)
+        .join(subtree, child.parent_id == subtree.c.id)
+        .where(child.version == version)
+    )
+    return select(subtree.c.id)
+
+
+async def _check_version(session: AsyncSession, version: str) -> None:
+    """InvalidQuery naming the versions there are, unless taxonomy version `version` exists."""
+    versions = list(
+        (await session.scalars(select(TaxonomyNode.version).distinct().order_by("version"))).all()
+    )
+    if version not in versions:
+        known = ", ".join(repr(v) for v in versions) or "none: load a corpus first"
+        raise InvalidQuery("version", f"no taxonomy version {version!r}; there are {known}")
+
+
 @router.get(
     "/nodes",
     response_model=TaxonomyNodePage,
     summary="List taxonomy nodes in key order, with the documents under each",
-    responses={422: {"model": Problem, "description": "Unknown `under` node or bad cursor"}},
+    responses={
+        422: {"model": Problem, "description": "Unknown version or `under` node, or bad cursor"}
+    },
 )
 async def list_nodes(
     session: SessionDep,
@@ -52,31 +88,16 @@ async def list_nodes(
     filters = {"version": version, "under": under}
     after = pagination.position(KEYSET, cursor, filters=filters)
     statement = select(TaxonomyNode).where(TaxonomyNode.version == version)
-
     if under is not None:
-        root = await session.scalar(
-            select(TaxonomyNode.id).where(
-                TaxonomyNode.version == version, TaxonomyNode.key == under
-            )
+        statement = statement.where(
+            TaxonomyNode.id.in_(await _subtree(session, version=version, key=under))
         )
-        if root is None:
-            raise InvalidQuery(
-                "under",
-                f"no node with key {under!r} in taxonomy version {version!r}; "
-                "list the nodes without `under` to see the keys",
-            )
-        subtree = select(TaxonomyNode.id).where(TaxonomyNode.id == root).cte(recursive=True)
-        child = aliased(TaxonomyNode)
-        subtree = subtree.union(
-            select(child.id)
-            .join(subtree, child.parent_id == subtree.c.id)
-            .where(child.version == version)
-        )
-        statement = statement.where(TaxonomyNode.id.in_(select(subtree.c.id)))
 
     page = await pagination.fetch_page(
         session, statement, keyset=KEYSET, after=after, filters=filters, limit=limit
     )
+    if not page.rows and after is None:
+        await _check_version(session, version)
     documents = await coverage.documents_per_node(
         session, version=version, node_ids=[node.id for node in page.rows]
     )
