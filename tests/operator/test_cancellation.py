@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from agent_growth import kube
 from agent_growth.operator import handlers
-from agent_growth.tasks import lifecycle, queue
+from agent_growth.tasks import events, lifecycle, queue
 from tests.operator.conftest import (
     create,
     delete,
@@ -120,10 +122,19 @@ async def test_deleting_a_waiting_refresh_cancels_its_task_and_lets_it_go(
     assert await queue.position(redis_client, task_id=task_id, priority="medium") is None
 
 
-async def test_a_running_task_past_its_deadline_ends_timed_out(
-    k8s, kubeconfig_path, agent_id, monkeypatch, session
+async def test_a_running_task_past_its_deadline_ends_timed_out_and_its_worker_is_told(
+    k8s, kubeconfig_path, agent_id, monkeypatch, session, redis_client
 ):
     monkeypatch.setenv("AGENT_GROWTH_DEADLINE_GRACE_S", "0.5")
+    told: list[str] = []
+    subscribed = asyncio.Event()
+
+    async def listen() -> None:
+        async for task_id in events.cancellations(redis_client, on_subscribed=subscribed.set):
+            told.append(task_id)
+
+    listener = asyncio.create_task(listen())
+    await asyncio.wait_for(subscribed.wait(), timeout=5)
     async with running_operator():
         await create(k8s, refresh_body("stuck", agent_id, activeDeadlineSeconds=1))
         task_id = await _task_id_of(k8s, "stuck")
@@ -131,9 +142,32 @@ async def test_a_running_task_past_its_deadline_ends_timed_out(
         # A worker takes the task and hangs: it never reports, never finishes.
         assert await lifecycle.claim(session, task_id=task_id, worker_id="hung-worker")
         await wait_until(lambda: phase(k8s, "stuck") == "TimedOut", what="TimedOut")
+        await wait_until(lambda: task_id in told, timeout_s=5, what="the stop signal")
+    listener.cancel()
 
     assert await _row_status(task_id) == "timeout"
     assert events_for(k8s, "stuck")[-1] == "TimedOut"
+
+
+async def test_deleting_a_refresh_whose_worker_does_not_stop_lets_it_go_after_the_wait(
+    k8s, kubeconfig_path, agent_id, session
+):
+    async with running_operator():
+        await create(k8s, refresh_body("stubborn", agent_id))
+        task_id = await _task_id_of(k8s, "stubborn")
+        # A worker takes the task and never looks at its cancellation.
+        assert await lifecycle.claim(session, task_id=task_id, worker_id="deaf-worker")
+        await wait_until(lambda: phase(k8s, "stubborn") == "Running", what="Running")
+
+        await delete(k8s, "stubborn")
+        # The finalizer waits AGENT_GROWTH_OPERATOR_CANCEL_WAIT_S (3 s here), then lets go.
+        await asyncio.sleep(1.0)
+        assert resource(k8s, "stubborn") is not None, "let go without waiting for the worker"
+        await wait_until(lambda: resource(k8s, "stubborn") is None, what="the resource to go")
+
+    row = await fetch_task(task_id)
+    assert row is not None and row.cancellation_requested
+    assert row.status == "running"  # until the worker stops, or its lease runs out
 
 
 async def test_a_finished_refresh_is_deleted_after_its_ttl_and_its_row_stays(
