@@ -5,9 +5,8 @@ taxonomy, and ids are what other systems store. Either way it is resolved and ch
 one taxonomy version before anything is written, and every unknown node is named in the 422.
 
 Deleting an agent first cancels its open tasks through the task lifecycle, so no worker keeps
-computing coverage for an agent that is gone; the rows then go by cascade. Of concurrent deletes
-of one agent exactly one answers 204 and the others 404. Known limit: webhook events of those
-cancellations go with them, so their receivers are not told.
+computing coverage for an agent that is gone; their webhook events are staged before the rows
+go by cascade. Of concurrent deletes of one agent exactly one answers 204 and the others 404.
 """
 
 from __future__ import annotations
