@@ -25,8 +25,13 @@ from agent_growth.db.models import PRIORITIES
 from agent_growth.errors import QueueUnavailable
 from agent_growth.settings import get_settings
 
-# Workers that have not announced themselves for this long no longer count towards capacity.
-WORKER_SEEN_WINDOW_S: Final = 15.0
+# How often a worker announces that it is alive, and with how many slots: the capacity that
+# queue ETAs are reckoned with. One ZADD a second per worker costs Redis nothing.
+ANNOUNCE_INTERVAL_S: Final = 1.0
+
+# Workers silent for this long (three announcements missed) no longer count towards capacity,
+# so ETAs stop counting a killed worker's slots within a few seconds.
+WORKER_SEEN_WINDOW_S: Final = 3 * ANNOUNCE_INTERVAL_S + 0.5
 
 # A command that takes longer than this means Redis is in trouble; fail rather than hang. It
 # stays above IDLE_WAIT_S-style blocking reads (BLPOP) that workers issue.

@@ -10,9 +10,11 @@ for a typical duration itself. With no completed task yet there is no basis, and
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -33,6 +35,13 @@ RECENT_COMPLETIONS = 50
 TYPICAL_DURATION_TTL_S = 5.0
 
 _typical: tuple[float, float | None] = (float("-inf"), None)
+
+# Queue ETAs simulate at most this many starts (a few milliseconds); positions further back are
+# reckoned from the last simulated round, exact once every running task would have ended.
+MAX_SIMULATED_STARTS = 20_000
+
+# A typical run shorter than this (an empty scope) would make the simulation take forever.
+MIN_TYPICAL_S = 0.001
 
 PUBLIC_FIELDS = (
     "task_id",
@@ -141,17 +150,46 @@ async def task_statuses(
         return statuses
 
     free_in_s = await _slots_free_in_s(session, now=now, typical_s=typical_s, capacity=capacity)
+    starts_in_s = start_times_s(free_in_s, typical_s=typical_s, positions=positions.values())
     for task in pending:
         position = positions.get(task.task_id)
-        if position is None:
-            continue
-        # Slot i frees at free_in_s[i], then every typical_s after. While no running task needs
-        # longer than typical_s more, the n-th free moment is this, exactly.
-        rounds, slot = divmod(position - 1, capacity)
-        starts_in_s = free_in_s[slot] + rounds * typical_s
-        eta = now + dt.timedelta(seconds=starts_in_s + typical_s)
-        statuses[task.task_id]["estimated_completion_at"] = eta
+        if position is not None:
+            eta = now + dt.timedelta(seconds=starts_in_s[position] + typical_s)
+            statuses[task.task_id]["estimated_completion_at"] = eta
     return statuses
+
+
+def start_times_s(
+    free_in_s: Sequence[float], *, typical_s: float, positions: Iterable[int]
+) -> dict[int, float]:
+    """When the tasks at `positions` in the queue start, in seconds from now.
+
+    Slot i is free after free_in_s[i] seconds, and again a typical run after each start; the
+    n-th start is the n-th earliest of all those moments, found by merging the slots in a heap.
+    Once every slot is past the end of the task it runs now, each round of starts repeats the
+    one before it a typical run later, so positions further back are reckoned, not simulated.
+    """
+    wanted = sorted(set(positions))
+    if not wanted or not free_in_s:
+        return {}
+    capacity = len(free_in_s)
+    typical_s = max(typical_s, MIN_TYPICAL_S)
+    settled_after = capacity * (math.ceil(max(free_in_s) / typical_s) + 1)
+    simulated = min(wanted[-1], settled_after, MAX_SIMULATED_STARTS)
+
+    slots = list(free_in_s)
+    heapq.heapify(slots)
+    starts = []
+    for _ in range(simulated):
+        start = heapq.heappop(slots)
+        starts.append(start)
+        heapq.heappush(slots, start + typical_s)
+
+    result = {}
+    for position in wanted:
+        rounds = max(0, math.ceil((position - simulated) / capacity))
+        result[position] = starts[position - 1 - rounds * capacity] + rounds * typical_s
+    return result
 
 
 def _running_eta(

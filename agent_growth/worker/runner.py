@@ -50,9 +50,6 @@ class LeaseLost(Exception):
 # How long an idle worker blocks on the wake-up list before looking at the queue again.
 IDLE_WAIT_S = 1.0
 
-# How often a worker tells the others (and the ETA estimate) that it is alive.
-ANNOUNCE_INTERVAL_S = 5.0
-
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -94,7 +91,7 @@ class Worker:
         helpers = [
             asyncio.create_task(self._every(self.settings.heartbeat_interval_s, self._heartbeat)),
             asyncio.create_task(self._every(self.settings.reconcile_interval_s, self._reconcile)),
-            asyncio.create_task(self._every(ANNOUNCE_INTERVAL_S, self._announce)),
+            asyncio.create_task(self._every(queue.ANNOUNCE_INTERVAL_S, self._announce)),
             asyncio.create_task(self._listen_for_cancellations()),
         ]
         delivering = asyncio.create_task(delivery.run_delivery_loop(stop=self._delivery_stop))

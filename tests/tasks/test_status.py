@@ -122,3 +122,23 @@ async def test_without_workers_or_a_finished_task_there_is_no_eta(
 
     await queue.announce_worker(redis_client, worker_id="w1", slots=1)
     assert await _eta_in_s(session, redis_client, waiting) == pytest.approx(TYPICAL_S, abs=1.0)
+
+
+def test_a_slot_busy_for_long_takes_its_turn_only_once_it_is_free() -> None:
+    # Two slots free in a second, one busy for 17 s; a typical run takes 4 s.
+    starts = status.start_times_s([1.0, 1.0, 17.0], typical_s=4.0, positions=range(1, 13))
+
+    assert [starts[n] for n in range(1, 13)] == [1, 1, 5, 5, 9, 9, 13, 13, 17, 17, 17, 21]
+
+
+@pytest.mark.parametrize(
+    "free_in_s", [[0.0], [0.0, 0.0, 2.5], [3.0, 0.2, 11.0, 7.5], [40.0, 0.0], [0.5] * 6]
+)
+def test_start_times_far_back_match_every_start_laid_out_in_order(free_in_s: list[float]) -> None:
+    # Past the first few rounds, positions are reckoned from the last simulated round.
+    typical_s, count = 2.0, 300
+    every = sorted(free + round_ * typical_s for free in free_in_s for round_ in range(count))
+
+    starts = status.start_times_s(free_in_s, typical_s=typical_s, positions=range(1, count))
+
+    assert [starts[n] for n in range(1, count)] == pytest.approx(every[: count - 1])
