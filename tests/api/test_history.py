@@ -258,7 +258,7 @@ async def test_a_cursor_is_refused_for_another_agent_or_other_bounds(
         assert response.status_code == 422, (agent, bounds, response.text)
         [error] = response.json()["detail"]
         assert error["loc"] == ["query", "cursor"]
-        assert "another agent or other filters" in error["msg"]
+        assert "was returned for other filters" in error["msg"]
 
     same = await client.get(
         f"/api/v1/agents/{agent_id}/coverage/history",
