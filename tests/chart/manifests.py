@@ -35,7 +35,7 @@ FULL_OPTIONS: dict[str, Any] = {
     "secrets": {
         "databaseUrl": "postgresql+psycopg://ag:pw@db.example.internal:5432/ag",
         "redisUrl": "rediss://:pw@redis.example.internal:6380/0",
-        "apiKeys": "key-one,key-two",
+        "apiKeys": "key-one-of-twenty-four-chars,key-two-of-twenty-four-chars",
         "webhookSecret": "signing-secret",
     },
     "kubernetes": {"namespace": "refreshes"},

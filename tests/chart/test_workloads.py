@@ -60,10 +60,11 @@ def test_migration_hook_secret_carries_the_same_settings_as_the_release(render: 
 
 
 def test_explicit_secrets_are_stored_as_given(render: Render) -> None:
-    values = {"secrets": {"apiKeys": "k1,k2", "webhookSecret": "s3cret"}}
+    keys = "first-key-of-24-characters,second-key-of-24-characters"
+    values = {"secrets": {"apiKeys": keys, "webhookSecret": "s3cret"}}
     stored = _decoded(one(render(values), "Secret", full_name()))
 
-    assert stored["api-keys"] == "k1,k2" and stored["webhook-secret"] == "s3cret"
+    assert stored["api-keys"] == keys and stored["webhook-secret"] == "s3cret"
     assert stored["database-url"].startswith("postgresql+psycopg://")
 
 
@@ -99,9 +100,9 @@ def test_pods_restart_when_the_chart_managed_secret_changes(render: Render) -> N
         template = one(render(values), "Deployment", full_name("worker"))["spec"]["template"]
         return str(template["metadata"]["annotations"]["checksum/secret"])
 
-    first = checksum({"secrets": {"apiKeys": "a"}})
-    assert first == checksum({"secrets": {"apiKeys": "a"}})
-    assert first != checksum({"secrets": {"apiKeys": "b"}})
+    first = checksum({"secrets": {"apiKeys": "a" * 24}})
+    assert first == checksum({"secrets": {"apiKeys": "a" * 24}})
+    assert first != checksum({"secrets": {"apiKeys": "b" * 24}})
 
 
 def test_image_and_settings_reach_every_container(render: Render) -> None:
