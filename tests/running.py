@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,10 @@ from agent_growth.db import engine
 from agent_growth.db.models import BackgroundTask
 from agent_growth.settings import get_settings
 from agent_growth.worker.runner import Worker
+
+# The tasks of these tests end or are cancelled within seconds; a worker still running after
+# this long is stuck.
+STOP_TIMEOUT_S = 30
 
 
 async def wait_until(
@@ -52,4 +57,12 @@ async def running_worker(*, concurrency: int = 2) -> AsyncIterator[Worker]:
         yield worker
     finally:
         worker.request_stop()
-        await asyncio.wait_for(runner, timeout=30)
+        done, _ = await asyncio.wait([runner], timeout=STOP_TIMEOUT_S)
+        if not done:
+            # Where the worker is stuck says more than the timeout itself.
+            for stuck in asyncio.all_tasks():
+                if stuck is not asyncio.current_task():
+                    stuck.print_stack(file=sys.stderr)
+            runner.cancel()
+            raise AssertionError(f"the worker did not stop within {STOP_TIMEOUT_S} s")
+        runner.result()
