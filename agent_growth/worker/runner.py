@@ -63,6 +63,8 @@ class Worker:
         self.worker_id = worker_id or default_worker_id()
         self.settings = get_settings()
         self.stopping = asyncio.Event()
+        # Heartbeats and the reconciler keep going while draining; they stop after it.
+        self._helpers_stop = asyncio.Event()
         # Webhooks of tasks that finish while draining still go out: delivery stops last.
         self._delivery_stop = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
@@ -100,6 +102,7 @@ class Worker:
             await self._drain()
         finally:
             self.stopping.set()
+            self._helpers_stop.set()
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -335,15 +338,18 @@ class Worker:
 
     async def _every(self, interval_s: float, step: Callable[[], Awaitable[None]]) -> None:
         # Keeps its pace through an outage: a heartbeat that waited longer would lose leases.
+        # It ends on its own flag as well as on cancellation: a cancellation that lands inside
+        # a client library's await can be swallowed there, and the loop would then run forever.
         outage = logs.Outage(logger, step.__name__.lstrip("_"))
-        while True:
+        while not self._helpers_stop.is_set():
             try:
                 await step()
             except (SQLAlchemyError, RedisError, OSError, QueueUnavailable) as exc:
                 outage.failed(errors.describe(exc))
             else:
                 outage.recovered()
-            await asyncio.sleep(interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._helpers_stop.wait(), timeout=interval_s)
 
 
 async def run_worker(*, concurrency: int, metrics_port: int = 0) -> None:

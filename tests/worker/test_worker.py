@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import uuid
@@ -227,3 +228,26 @@ async def test_workers_end_a_task_whose_worker_overran_its_deadline(
         done = await wait_for_status(task.task_id, "timeout", timeout_s=10)
 
     assert done.error == "exceeded its deadline of 1 s; its worker did not stop it"
+
+
+async def test_a_step_that_swallows_its_cancellation_does_not_keep_the_worker_running(
+    monkeypatch,
+) -> None:
+    # What a client library may do when the cancellation lands inside one of its awaits.
+    async def stubborn_reconcile(self: Worker) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(1.0)
+
+    monkeypatch.setattr(Worker, "_reconcile", stubborn_reconcile)
+    # Nearly all of the reconciler's time is spent in the step, where the cancellation lands.
+    monkeypatch.setenv("AGENT_GROWTH_RECONCILE_INTERVAL_S", "0.01")
+    get_settings.cache_clear()
+    worker = Worker(concurrency=1)
+    runner = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.5)
+
+    worker.request_stop()
+    done, _ = await asyncio.wait([runner], timeout=10)
+
+    assert runner in done, "the worker kept running after its stop"
+    runner.result()
