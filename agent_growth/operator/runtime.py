@@ -47,6 +47,7 @@ class Runtime:
     """Watched namespaces; empty when the operator watches the whole cluster."""
     _stack: contextlib.AsyncExitStack
     _loops: list[asyncio.Task[None]] = field(default_factory=list)
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def start(cls, *, namespaces: tuple[str, ...]) -> Runtime:
@@ -83,18 +84,21 @@ class Runtime:
         """Run `step` now and then every `interval_s`; a failing step is logged, not fatal."""
 
         async def loop() -> None:
-            while True:
+            # Ends on `_closing` as well as on cancellation, which a client library may swallow.
+            while not self._closing.is_set():
                 try:
                     await step()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     logger.exception("operator loop %r failed; again in %.0f s", name, interval_s)
-                await asyncio.sleep(interval_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), timeout=interval_s)
 
         self.spawn(name, loop())
 
     async def close(self) -> None:
+        self._closing.set()
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
