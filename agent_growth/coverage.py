@@ -64,6 +64,8 @@ _SCOPE_SQL = text(
     """
 )
 
+_SCOPE_IDS_SQL = text(_SCOPE_CTE + "SELECT id FROM scope")
+
 # The scope nodes that a list of references names, each by key or by id written as text.
 _SCOPE_NODES_NAMED_SQL = text(
     _SCOPE_CTE
@@ -352,6 +354,17 @@ def _gap(node_id: uuid.UUID, *, key: str, path: str, documents: int, target: int
         missing_docs=missing,
         recommendation=f"Add {missing} {noun} about {path} ({documents} of {target} so far).",
     )
+
+
+async def scope_node_ids(
+    session: AsyncSession, *, version: str, node_ids: list[uuid.UUID]
+) -> list[uuid.UUID]:
+    """The scope of `node_ids` as coverage counts it: those nodes of taxonomy `version` and all
+    their descendants in that version."""
+    if not node_ids:
+        return []
+    rows = await session.execute(_SCOPE_IDS_SQL, {"node_ids": list(node_ids), "version": version})
+    return list(rows.scalars())
 
 
 async def scope_nodes_named(

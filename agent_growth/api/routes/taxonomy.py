@@ -1,7 +1,7 @@
 """The taxonomy as clients pick an agent's scope from it: node keys, and documents under each.
 
 Nodes are listed in key order, a page at a time; `under` narrows the list to one node and
-everything below it, walked by parent the way coverage walks a scope. Each node's `documents`
+everything below it: the scope that coverage would count for it. Each node's `documents`
 is the coverage definition's `doc[n]` at any confidence, read for the page's nodes only.
 """
 
@@ -11,9 +11,8 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import Select, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from agent_growth import coverage
 from agent_growth.api import pagination
@@ -36,26 +35,17 @@ KEYSET = pagination.Keyset(
 )
 
 
-async def _subtree(session: AsyncSession, *, version: str, key: str) -> Select[tuple[uuid.UUID]]:
+async def _subtree(session: AsyncSession, *, version: str, key: str) -> list[uuid.UUID]:
     """The ids of the node `key` and of every node below it; InvalidQuery if there is none."""
-    root = await session.scalar(
-        select(TaxonomyNode.id).where(TaxonomyNode.version == version, TaxonomyNode.key == key)
-    )
-    if root is None:
+    root_ids, _ = await coverage.node_ids_for_keys(session, version=version, keys=[key])
+    if not root_ids:
         await _check_version(session, version)
         raise InvalidQuery(
             "under",
             f"no node with key {key!r} in taxonomy version {version!r}; "
             "list the nodes without `under` to see the keys",
         )
-    subtree = select(TaxonomyNode.id).where(TaxonomyNode.id == root).cte(recursive=True)
-    child = aliased(TaxonomyNode)
-    subtree = subtree.union(
-        select(child.id)
-        .join(subtree, child.parent_id == subtree.c.id)
-        .where(child.version == version)
-    )
-    return select(subtree.c.id)
+    return await coverage.scope_node_ids(session, version=version, node_ids=root_ids)
 
 
 async def _check_version(session: AsyncSession, version: str) -> None:
