@@ -27,6 +27,9 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from agent_growth.api import deps
+from agent_growth.settings import get_settings
+
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -173,7 +176,12 @@ class JsonBodyRoute(APIRoute):
             request = JsonRequest(request.scope, request.receive)
             content_type = request.headers.get("content-type")
             if takes_body and is_json(content_type) and await request.body():
-                await request.json()
+                try:
+                    await request.json()
+                except RequestValidationError:
+                    # A client without a valid key learns that first, not what its body lacks.
+                    deps.check_api_key(get_settings(), request.headers.get(deps.API_KEY_HEADER))
+                    raise
             return await handle(request)
 
         return parse_then_handle

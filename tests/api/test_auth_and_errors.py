@@ -434,3 +434,18 @@ async def test_deleting_the_task_list_is_405_not_an_agent_id_error(
     assert response.status_code == 405, response.text
     assert response.headers["Allow"] == "GET"
     assert "DELETE /api/v1/agents/tasks/{task_id}" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key"])
+async def test_a_malformed_body_without_a_valid_key_is_refused_as_unauthenticated(
+    app: FastAPI, agent_id: uuid.UUID, key: str | None
+) -> None:
+    headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://api.test", headers=headers
+    ) as anonymous:
+        for path in ("/api/v1/agents", f"/api/v1/agents/{agent_id}/coverage/refresh"):
+            response = await anonymous.post(path, content=b"{bad")
+
+            assert response.status_code == 401, (path, response.text)
+            assert response.headers["WWW-Authenticate"] == "ApiKey"
