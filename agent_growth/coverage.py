@@ -383,6 +383,20 @@ async def scope_nodes_named(
     return {row.id: row.key for row in rows}
 
 
+async def taxonomy_versions(session: AsyncSession) -> list[str]:
+    """The taxonomy versions that have nodes, in order."""
+    rows = await session.execute(text("SELECT DISTINCT version FROM taxonomy_nodes ORDER BY 1"))
+    return list(rows.scalars())
+
+
+def unknown_version_message(version: str, known: list[str]) -> str | None:
+    """What to tell a client who named taxonomy `version`; None when it exists."""
+    if version in known:
+        return None
+    there_are = ", ".join(repr(v) for v in known) or "none: load a corpus first"
+    return f"no taxonomy version {version!r}; there are {there_are}"
+
+
 async def find_unknown_nodes(
     session: AsyncSession, *, version: str, node_ids: list[uuid.UUID]
 ) -> list[uuid.UUID]:

@@ -46,9 +46,8 @@ NOT_OURS = (
 )
 
 OTHER_FILTERS = (
-    "was returned for other filters (another agent, status, version or date window); page with "
-    "the same parameters as the request that returned it, or leave cursor out to start again "
-    "from the first page"
+    "was returned for other filters; page with the same parameters as the request that "
+    "returned it, or leave cursor out to start again from the first page"
 )
 
 PageSize = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]

@@ -107,6 +107,19 @@ async def test_unknown_ids_are_named(client: httpx.AsyncClient, corpus: Corpus) 
     assert str(stranger) in response.json()["detail"][0]["msg"]
 
 
+async def test_a_version_that_does_not_exist_is_the_field_named(
+    client: httpx.AsyncClient, corpus: Corpus
+) -> None:
+    for scope in ({"taxonomy_node_keys": ["Science"]}, {"taxonomy_node_ids": [str(uuid.uuid4())]}):
+        response = await create(client, taxonomy_version="9", **scope)
+
+        assert response.status_code == 422
+        assert loc_fields(response) == ["taxonomy_version"]
+        assert response.json()["detail"][0]["msg"] == (
+            "no taxonomy version '9'; there are '1', '2'"
+        )
+
+
 async def test_nodes_must_belong_to_the_chosen_version(
     client: httpx.AsyncClient, corpus: Corpus
 ) -> None:

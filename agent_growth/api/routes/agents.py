@@ -62,11 +62,19 @@ async def _scope_node_ids(session: AsyncSession, body: AgentCreate) -> list[uuid
             "taxonomy_node_keys", "give taxonomy_node_ids or taxonomy_node_keys, not both"
         )
 
+    async def check_version() -> None:
+        # Unknown nodes of a version that does not exist: the version is what is wrong.
+        known = await coverage.taxonomy_versions(session)
+        message = coverage.unknown_version_message(version, known)
+        if message is not None:
+            raise InvalidInput("taxonomy_version", message)
+
     if body.taxonomy_node_ids is not None:
         unknown_ids = await coverage.find_unknown_nodes(
             session, version=version, node_ids=body.taxonomy_node_ids
         )
         if unknown_ids:
+            await check_version()
             raise InvalidInput(
                 "taxonomy_node_ids",
                 f"no nodes with these ids in taxonomy version {version!r}: "
@@ -79,6 +87,7 @@ async def _scope_node_ids(session: AsyncSession, body: AgentCreate) -> list[uuid
             session, version=version, keys=body.taxonomy_node_keys
         )
         if unknown_keys:
+            await check_version()
             raise InvalidInput(
                 "taxonomy_node_keys",
                 f"no nodes with these keys in taxonomy version {version!r}: "

@@ -50,12 +50,9 @@ async def _subtree(session: AsyncSession, *, version: str, key: str) -> list[uui
 
 async def _check_version(session: AsyncSession, version: str) -> None:
     """InvalidQuery naming the versions there are, unless taxonomy version `version` exists."""
-    versions = list(
-        (await session.scalars(select(TaxonomyNode.version).distinct().order_by("version"))).all()
-    )
-    if version not in versions:
-        known = ", ".join(repr(v) for v in versions) or "none: load a corpus first"
-        raise InvalidQuery("version", f"no taxonomy version {version!r}; there are {known}")
+    message = coverage.unknown_version_message(version, await coverage.taxonomy_versions(session))
+    if message is not None:
+        raise InvalidQuery("version", message)
 
 
 @router.get(
